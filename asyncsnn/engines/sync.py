@@ -1,0 +1,74 @@
+"""Layer-synchronous engine (DESIGN section 4), the reference the asynchronous engine is tested against.
+
+Every frame, each layer in order receives the currents of the previous layer's spikes, integrates them and
+fires. Because a feed-forward network has no recurrence across layers, the same result is computed layer by
+layer over all frames at once: the synapses of a layer run on ``[T * B, ...]`` in one call (large matrix
+products), then the population's dynamics run as one fused scan over ``T``. ``fused=False`` runs the plain
+frame-by-frame loop of :meth:`Network.forward` instead (the reference; tests check both agree).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from asyncsnn.engines.records import Records, RunResult
+from asyncsnn.network import Network
+from asyncsnn.validation import check_input
+
+
+def run(
+    network: Network,
+    x: torch.Tensor,
+    state: list | None = None,
+    *,
+    record_membrane: bool = False,
+    fused: bool = True,
+) -> RunResult:
+    """Run ``network`` layer-synchronously on ``x`` ``[T, B, *input_shape]``.
+
+    Returns a :class:`RunResult` with ``output`` ``[T, B, n_out]`` and per-sample :class:`Records`.
+    ``state`` (a list with one entry per population) continues from a previous run.
+    """
+    check_input(network, x)
+    T, B = x.shape[:2]
+    layers = network.layers
+    state = list(state) if state is not None else [None] * len(layers)
+    spikes: list[torch.Tensor] = []
+    membranes: list[torch.Tensor] = []
+    h = x
+    if fused:
+        for i, layer in enumerate(layers):
+            current = layer.synapse(h.reshape(T * B, *layer.in_shape)).reshape(T, B, *layer.shape)
+            h, state[i], u = layer.population.scan(current, state[i])
+            spikes.append(h)
+            membranes.append(u)
+    else:
+        outs: list[list[torch.Tensor]] = [[] for _ in layers]
+        us: list[list[torch.Tensor]] = [[] for _ in layers]
+        for t in range(T):
+            h = x[t]
+            for i, layer in enumerate(layers):
+                h, state[i], u = layer.population.step(layer.synapse(h), state[i])
+                outs[i].append(h)
+                us[i].append(u)
+        spikes = [torch.stack(o) for o in outs]
+        membranes = [torch.stack(u) for u in us]
+    records = _records(network, x, spikes)
+    if record_membrane:
+        records.membrane = [m.detach() for m in membranes]
+    return RunResult(spikes[-1].reshape(T, B, -1), records, state)
+
+
+def _records(network: Network, x: torch.Tensor, spikes: list[torch.Tensor]) -> Records:
+    """Spike counts and SynOps per sample, from the input and every population's spike train."""
+    with torch.no_grad():
+        presyn = [x] + spikes[:-1]
+        synops = []
+        for i, source in enumerate(presyn):
+            counts = source.sum(0).flatten(1)  # [B, in_size] events sent by each presynaptic neuron
+            synops.append(counts @ network.fan_out(i).to(counts))
+        counts = [
+            s.sum(0).flatten(1).sum(1) if layer.population.spiking else torch.zeros(s.shape[1]).to(s)
+            for s, layer in zip(spikes, network.layers)
+        ]
+        return Records(x.sum(0).flatten(1).sum(1), counts, synops)
