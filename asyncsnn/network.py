@@ -202,8 +202,15 @@ def _ones_like_module(m: nn.Module) -> nn.Module:
         return out
     if isinstance(m, nn.Conv2d):
         out = nn.Conv2d(
-            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-            bias=False, padding_mode=m.padding_mode,
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            m.groups,
+            bias=False,
+            padding_mode=m.padding_mode,
         )
         nn.init.ones_(out.weight)
         return out

@@ -7,7 +7,9 @@ from asyncsnn.neurons import LI, LIF
 
 
 def test_shapes_and_dense_fan_out():
-    net = Network(nn.Flatten(), nn.Linear(784, 256), LIF(), nn.Linear(256, 10), LIF(), input_shape=(1, 28, 28))
+    net = Network(
+        nn.Flatten(), nn.Linear(784, 256), LIF(), nn.Linear(256, 10), LIF(), input_shape=(1, 28, 28)
+    )
     assert net.population_shapes == [(256,), (10,)]
     assert net.population_sizes == [256, 10]
     assert torch.equal(net.fan_out(0), torch.full((784,), 256))
@@ -16,7 +18,15 @@ def test_shapes_and_dense_fan_out():
 
 def test_conv_fan_out_equals_brute_force_jacobian_count():
     conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
-    net = Network(conv, LIF(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(3 * 2 * 2, 5), LIF(), input_shape=(2, 7, 7))
+    net = Network(
+        conv,
+        LIF(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(3 * 2 * 2, 5),
+        LIF(),
+        input_shape=(2, 7, 7),
+    )
     for layer in net.layers:
         # brute force: which outputs change when one presynaptic neuron gets an event
         counts = []
@@ -24,7 +34,9 @@ def test_conv_fan_out_equals_brute_force_jacobian_count():
             e = torch.zeros(1, layer.in_size)
             e[0, i] = 1.0
             with torch.no_grad():
-                delta = layer.synapse(e.reshape(1, *layer.in_shape)) - layer.synapse(torch.zeros(1, *layer.in_shape))
+                delta = layer.synapse(e.reshape(1, *layer.in_shape)) - layer.synapse(
+                    torch.zeros(1, *layer.in_shape)
+                )
             counts.append(int((delta.abs() > 0).sum()))
         assert net.fan_out(layer.index).tolist() == counts
 

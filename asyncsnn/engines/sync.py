@@ -31,32 +31,37 @@ def run(
     """
     check_input(network, x)
     T, B = x.shape[:2]
-    layers = network.layers
-    state = list(state) if state is not None else [None] * len(layers)
-    spikes: list[torch.Tensor] = []
-    membranes: list[torch.Tensor] = []
-    h = x
-    if fused:
-        for i, layer in enumerate(layers):
-            current = layer.synapse(h.reshape(T * B, *layer.in_shape)).reshape(T, B, *layer.shape)
-            h, state[i], u = layer.population.scan(current, state[i])
-            spikes.append(h)
-            membranes.append(u)
-    else:
-        outs: list[list[torch.Tensor]] = [[] for _ in layers]
-        us: list[list[torch.Tensor]] = [[] for _ in layers]
-        for t in range(T):
-            h = x[t]
-            for i, layer in enumerate(layers):
-                h, state[i], u = layer.population.step(layer.synapse(h), state[i])
-                outs[i].append(h)
-                us[i].append(u)
-        spikes = [torch.stack(o) for o in outs]
-        membranes = [torch.stack(u) for u in us]
+    spikes, membranes, state = population_outputs(network, x, state, fused=fused)
     records = _records(network, x, spikes)
     if record_membrane:
         records.membrane = [m.detach() for m in membranes]
     return RunResult(spikes[-1].reshape(T, B, -1), records, state)
+
+
+def population_outputs(
+    network: Network, x: torch.Tensor, state: list | None = None, *, fused: bool = True
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list]:
+    """Every population's output ``[T, B, *shape]`` and pre-reset membrane, and the final state."""
+    T, B = x.shape[:2]
+    layers = network.layers
+    state = list(state) if state is not None else [None] * len(layers)
+    if fused:
+        outs, membranes, h = [], [], x
+        for i, layer in enumerate(layers):
+            current = layer.synapse(h.reshape(T * B, *layer.in_shape)).reshape(T, B, *layer.shape)
+            h, state[i], u = layer.population.scan(current, state[i])
+            outs.append(h)
+            membranes.append(u)
+        return outs, membranes, state
+    frames: list[list[torch.Tensor]] = [[] for _ in layers]
+    us: list[list[torch.Tensor]] = [[] for _ in layers]
+    for t in range(T):
+        h = x[t]
+        for i, layer in enumerate(layers):
+            h, state[i], u = layer.population.step(layer.synapse(h), state[i])
+            frames[i].append(h)
+            us[i].append(u)
+    return [torch.stack(f) for f in frames], [torch.stack(u) for u in us], state
 
 
 def _records(network: Network, x: torch.Tensor, spikes: list[torch.Tensor]) -> Records:

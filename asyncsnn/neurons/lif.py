@@ -81,20 +81,17 @@ class _LIFScan(torch.autograd.Function):
     def backward(ctx, g_spikes, g_v, _g_us):  # type: ignore[override]
         us, spikes = ctx.saved_tensors
         p: LIFParameters = ctx.p
+        # Everything that does not depend on the reverse-time recursion is computed for all frames at once.
+        sg = p.surrogate.derivative(us - p.threshold)
+        direct = torch.zeros_like(us) if g_spikes is None else g_spikes * sg
+        if p.reset == "zero":
+            dv_du = 1 - spikes if p.detach_reset else 1 - spikes - us * sg
+        else:
+            dv_du = torch.ones_like(us) if p.detach_reset else 1 - p.threshold * sg
         g_currents = torch.empty_like(us)
         gv = torch.zeros_like(us[0]) if g_v is None else g_v
-        if g_spikes is None:
-            g_spikes = torch.zeros_like(us)
         for t in range(us.shape[0] - 1, -1, -1):
-            u, s = us[t], spikes[t]
-            sg = p.surrogate.derivative(u - p.threshold)
-            if p.reset == "zero":
-                dv_du = 1 - s if p.detach_reset else 1 - s - u * sg
-                gu = g_spikes[t] * sg + gv * dv_du
-            elif p.detach_reset:
-                gu = g_spikes[t] * sg + gv
-            else:
-                gu = g_spikes[t] * sg + gv * (1 - p.threshold * sg)
+            gu = torch.addcmul(direct[t], gv, dv_du[t])
             g_currents[t] = gu
             gv = p.beta * gu
         g_v0 = gv.expand(ctx.v0_shape) if gv.shape != ctx.v0_shape else gv
@@ -106,7 +103,8 @@ def lif_scan(
 ) -> tuple[torch.Tensor, LIFState, torch.Tensor]:
     """Run :func:`lif_step` over ``currents`` ``[T, B, ...]`` in one fused autograd node.
 
-    Returns ``(spikes [T, B, ...], final_state, u [T, B, ...])``; ``u`` (pre-reset membrane) carries no gradient.
+    Returns ``(spikes [T, B, ...], final_state, u [T, B, ...])``; ``u`` (the pre-reset membrane)
+    carries no gradient.
     Gives exactly the spikes and gradients of looping :func:`lif_step` (tested).
     """
     v0 = torch.zeros_like(currents[0]) if state is None else state.v
@@ -160,9 +158,7 @@ class _Population(nn.Module):
         self.dt = float(dt)
         self.register_buffer("tau", _positive_buffer("tau", tau))
 
-    def forward(
-        self, x: torch.Tensor, state: LIFState | None = None
-    ) -> tuple[torch.Tensor, LIFState]:
+    def forward(self, x: torch.Tensor, state: LIFState | None = None) -> tuple[torch.Tensor, LIFState]:
         """One frame: current ``[B, ...]`` -> ``(output [B, ...], state)`` (spikes, or membrane for LI)."""
         out, state, _ = self.step(x, state)
         return out, state

@@ -11,8 +11,12 @@ def conv_net(readout: bool = False) -> Network:
     torch.manual_seed(0)
     last = LI(tau=20.0) if readout else LIF(tau=20.0, threshold=0.5)
     net = Network(
-        nn.Conv2d(2, 4, 3, padding=1), LIF(tau=20.0, threshold=0.5, reset="subtract"),
-        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 10), last,
+        nn.Conv2d(2, 4, 3, padding=1),
+        LIF(tau=20.0, threshold=0.5, reset="subtract"),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 10),
+        last,
         input_shape=(2, 8, 8),
     )
     return net.double()
@@ -42,8 +46,13 @@ def test_fused_engine_equals_frame_by_frame_reference(readout):
 
 
 def test_records_count_spikes_and_synops():
-    net = Network(nn.Linear(3, 2, bias=False), LIF(threshold=0.5), nn.Linear(2, 4, bias=False), LIF(),
-                  input_shape=(3,))
+    net = Network(
+        nn.Linear(3, 2, bias=False),
+        LIF(threshold=0.5),
+        nn.Linear(2, 4, bias=False),
+        LIF(),
+        input_shape=(3,),
+    )
     with torch.no_grad():
         net.layers[0].synapse[0].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
         net.layers[1].synapse[0].weight.zero_()

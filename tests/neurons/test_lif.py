@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from asyncsnn.neurons import LI, LIF, LIFParameters, Surrogate, lif_scan, lif_step
+from asyncsnn.neurons import LI, LIF, LIFParameters, Surrogate, lif_step
 
 
 @pytest.mark.parametrize(

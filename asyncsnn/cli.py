@@ -1,0 +1,256 @@
+"""The ``asyncsnn`` command-line tool. It only wires the library together."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from asyncsnn import __version__
+from asyncsnn.errors import AsyncSNNError
+
+SUMMARY_KEYS = [
+    "accuracy",
+    "loss",
+    "spikes",
+    "spikes_layer*",
+    "synops",
+    "spike_density",
+    "frames_to_first_output",
+]
+
+
+# ----- helpers ---------------------------------------------------------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field; defaults are None so only given flags override."""
+    from asyncsnn.config import TrainConfig
+
+    types = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
+    for f in fields(TrainConfig):
+        parser.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            type=types[str(f.type)],
+            default=None,
+            help=f"(default: {f.default!r})",
+        )
+
+
+def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    from asyncsnn.config import TrainConfig, load_config_file
+
+    values: dict[str, Any] = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
+    for name in TrainConfig.field_names():
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    return TrainConfig.from_dict(values)
+
+
+def _print_summary(rows: list[tuple[str, dict[str, float]]]) -> None:
+    from asyncsnn.metrics import format_table
+
+    keys = []
+    for k in SUMMARY_KEYS:
+        if k.endswith("*"):
+            keys += sorted(
+                {name for _, r in rows for name in r if name.startswith(k[:-1]) and not name.endswith("_std")}
+            )
+        elif any(k in r for _, r in rows):
+            keys.append(k)
+    print(format_table(rows, keys))
+
+
+def _plots(result, out_dir: Path, exp_encoder, test_set) -> list[Path]:
+    """Training curves and a spike raster of the first test sample, when matplotlib is installed."""
+    from asyncsnn.plots import matplotlib_available, plot_raster, plot_training
+
+    if not matplotlib_available():
+        print("(no plots: install matplotlib with  pip install 'asyncsnn[plot]')")
+        return []
+    import torch
+
+    from asyncsnn.engines import sync
+    from asyncsnn.training.trainer import eval_generator
+
+    paths = [plot_training(result.history, out_dir / "training.png")]
+    with torch.no_grad():
+        x = exp_encoder(test_set.images[:1], eval_generator(0))
+        outputs, _, _ = sync.population_outputs(result.network, x)
+    spikes = [o[:, 0] for o, layer in zip(outputs, result.network.layers) if layer.population.spiking]
+    label = test_set.classes[int(test_set.labels[0])]
+    paths.append(plot_raster(spikes, out_dir / "raster.png", title=f"test sample 0 (label {label})"))
+    return paths
+
+
+# ----- commands --------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace, base: dict[str, Any] | None = None) -> int:
+    from asyncsnn.training.trainer import prepare, train
+
+    config = _config_from_args(args, base)
+    progress = not args.no_progress
+    print(
+        f"training {config.architecture} on {config.dataset} ({config.encoder}, T={config.num_steps}) "
+        f"for {config.epochs} epochs -> {config.out}"
+    )
+    result = train(config, resume=args.resume, progress=progress)
+    out_dir = Path(config.out)
+    last = result.history[-1]
+    print()
+    _print_summary([("train (last epoch)", last["train"]), (f"test ({config.dataset})", last["test"])])
+    exp = prepare(config) if not args.no_plots else None
+    paths = [] if exp is None else _plots(result, out_dir, exp.encoder, exp.test_set)
+    print(f"\nmodel checkpoint: {result.files['checkpoint']}")
+    print(f"metrics (JSON):   {result.files['metrics']}")
+    for p in paths:
+        print(f"plot:             {p}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    preset = {
+        "dataset": "builtin",
+        "encoder": "rate",
+        "num_steps": 25,
+        "architecture": "256",
+        "epochs": 8,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "tau": 10.0,
+        "threshold": 1.0,
+        "seed": 0,
+        "out": args.out,
+    }
+    print(
+        "asyncsnn demo: a 784-256-10 LIF network, trained layer-synchronously with BPTT on the built-in\n"
+        "MNIST subset (8,000 train / 2,000 test images, rate-coded over 25 frames).\n"
+    )
+    ns = argparse.Namespace(config=None, resume=False, no_progress=args.no_progress, no_plots=False)
+    return cmd_train(ns, preset)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from asyncsnn.data import load_dataset
+    from asyncsnn.training.checkpoint import load_checkpoint, write_json
+    from asyncsnn.training.trainer import (
+        _limit,
+        evaluate,
+        make_encoder_for,
+        network_from_checkpoint,
+    )
+
+    ckpt = load_checkpoint(args.checkpoint)
+    network, config = network_from_checkpoint(ckpt)
+    dataset = args.dataset or config.dataset
+    data_dir = args.data_dir or config.data_dir
+    data = _limit(load_dataset(dataset, args.split, data_dir), args.limit)
+    encoder = make_encoder_for(config)
+    metrics = evaluate(
+        network,
+        data,
+        encoder,
+        batch_size=args.batch_size,
+        seed=config.seed,
+        progress=not args.no_progress,
+        desc=f"eval {dataset}/{args.split}",
+    )
+    doc = {
+        "asyncsnn_version": __version__,
+        "checkpoint": str(args.checkpoint),
+        "dataset": dataset,
+        "split": args.split,
+        "engine": args.engine,
+        "config": config.to_dict(),
+        "metrics": metrics,
+    }
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.checkpoint).resolve().parent / f"eval_{dataset}_{args.split}.json"
+    )
+    if Path(args.checkpoint).is_dir():
+        out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{dataset}_{args.split}.json"
+    write_json(doc, out)
+    _print_summary([(f"{dataset}/{args.split} ({args.engine})", metrics)])
+    print(f"\nmetrics (JSON): {out}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from asyncsnn.data import dataset_status, resolve_data_dir
+
+    root = resolve_data_dir(args.data_dir)
+    print(f"data directory: {root if root else '(none: pass --data-dir or set ASYNCSNN_DATA)'}\n")
+    rows = dataset_status(args.data_dir)
+    width = max(len(f"{r['name']}/{r['split']}") for r in rows)
+    for r in rows:
+        mark = "available" if r["available"] else "missing  "
+        print(
+            f"{(r['name'] + '/' + r['split']).ljust(width)}  {mark}  {r.get('path') or r.get('reason', '')}"
+        )
+    return 0
+
+
+# ----- entry point -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asyncsnn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"asyncsnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train a small LIF network on the built-in data (about a minute)")
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a network; flags override the config file")
+    p.add_argument("--config", help="TOML or YAML file with configuration keys (see README)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-plots", action="store_true", help="do not write figures")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset -> metrics JSON")
+    p.add_argument("checkpoint", help="checkpoint file or a run's output folder")
+    p.add_argument("--dataset", help="dataset (default: the one it was trained on)")
+    p.add_argument("--data-dir", help="data directory (default: ASYNCSNN_DATA / the training run's)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--engine", default="sync", choices=["sync"], help="execution engine")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--out", help="metrics JSON path (default: next to the checkpoint)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("data", help="show which datasets are available and what is missing where")
+    p.add_argument("--data-dir", help="data directory (default: ASYNCSNN_DATA)")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; errors the user can fix are printed as one line, exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AsyncSNNError as err:
+        print(f"asyncsnn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted; the last completed epoch is in the checkpoint: rerun with --resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

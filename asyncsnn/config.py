@@ -1,0 +1,153 @@
+"""Training configuration: one validated dataclass, loadable from TOML or YAML and overridable by flags."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from asyncsnn.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+READOUTS = ("spikes", "membrane")
+ENGINES = ("sync",)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Times (``dt``, ``tau``) are in milliseconds.
+
+    ``architecture`` lists the hidden layers between input and output, separated by ``-``:
+    ``256`` is a dense LIF layer of 256 neurons; ``12c5`` a 5x5 convolution with 12 channels (padding 0);
+    ``ap2`` a 2x2 average pooling. The output layer (one neuron per class) is added automatically.
+    Example: ``"12c5-ap2-32c5-ap2"`` or ``"256"``.
+    """
+
+    dataset: str = "builtin"
+    data_dir: str | None = None
+    encoder: str = "rate"
+    num_steps: int = 25
+    gain: float = 1.0
+    architecture: str = "256"
+    readout: str = "spikes"
+    tau: float = 10.0
+    threshold: float = 1.0
+    reset: str = "zero"
+    surrogate: str = "atan"
+    dt: float = 1.0
+    engine: str = "sync"
+    epochs: int = 5
+    lr: float = 1e-3
+    batch_size: int = 128
+    seed: int = 0
+    train_limit: int | None = None
+    test_limit: int | None = None
+    out: str = "runs/train"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ----- validation ---------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field, its value and what is allowed."""
+        from asyncsnn.data import DATASETS, ENCODERS
+        from asyncsnn.neurons import RESETS, SURROGATES
+
+        _choice("dataset", self.dataset, tuple(DATASETS))
+        _choice("encoder", self.encoder, tuple(ENCODERS))
+        _choice("readout", self.readout, READOUTS)
+        _choice("reset", self.reset, RESETS)
+        _choice("surrogate", self.surrogate, SURROGATES)
+        _choice("engine", self.engine, ENGINES)
+        for name in ("num_steps", "epochs", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("train_limit", "test_limit"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        for name in ("gain", "tau", "threshold", "dt", "lr"):
+            _positive_float(name, getattr(self, name))
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.out, str) or not self.out:
+            raise ConfigError(f"out: must be a folder path, got {self.out!r}")
+        from asyncsnn.training.builder import parse_architecture
+
+        parse_architecture(self.architecture)
+
+    # ----- conversion ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys are an error that lists the valid ones."""
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(
+                f"unknown configuration key(s): {', '.join(unknown)}; valid keys: "
+                + ", ".join(cls.field_names())
+            )
+        values = dict(values)
+        for f in fields(cls):  # TOML/YAML give ints for floats like "lr = 1"
+            if f.name in values and f.type == "float" and isinstance(values[f.name], int):
+                values[f.name] = float(values[f.name])
+        return cls(**values)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a flat mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        elif suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise ConfigError(
+                    "YAML config files need PyYAML: pip install 'asyncsnn[yaml]' (or use TOML)"
+                ) from None
+            data = yaml.safe_load(path.read_text()) or {}
+        else:
+            raise ConfigError(f"config file {path}: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"config file {path} could not be parsed: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must contain a mapping of keys to values")
+    return data
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
+
+
+def _positive_float(name: str, value: Any) -> None:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{name}: must be a positive finite number, got {value!r}")

@@ -1,0 +1,282 @@
+"""Training and evaluation loops: data -> encoder -> network -> engine -> loss / metrics.
+
+Determinism: every epoch draws its shuffling and its input encoding from a generator seeded by
+``(seed, epoch)``, and evaluation from a generator seeded by ``seed`` alone. So the same seed gives the same
+weights and metrics bit for bit on CPU, and a run resumed from the checkpoint of epoch ``e`` continues exactly
+as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from asyncsnn import __version__
+from asyncsnn.config import TrainConfig
+from asyncsnn.data import Encoder, ImageDataset, load_dataset, make_encoder
+from asyncsnn.engines import sync
+from asyncsnn.errors import ConfigError
+from asyncsnn.metrics import MetricAccumulator, predict
+from asyncsnn.network import Network
+from asyncsnn.training.builder import build_network
+from asyncsnn.training.checkpoint import load_checkpoint, save_checkpoint, write_json
+from asyncsnn.training.losses import classification_loss
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+_EVAL_STREAM = 7_919  # offsets keep the evaluation stream apart from the training streams
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator for shuffling and encoding in ``epoch`` (1-based) of a run with ``seed``."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def eval_generator(seed: int) -> torch.Generator:
+    """The generator for encoding during evaluation: fixed per seed, so a model scores the same each time."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + _EVAL_STREAM)
+
+
+def _limit(ds: ImageDataset, limit: int | None) -> ImageDataset:
+    if limit is None or limit >= len(ds):
+        return ds
+    return ImageDataset(ds.name, ds.split, ds.images[:limit], ds.labels[:limit], ds.n_classes, ds.classes)
+
+
+@dataclass
+class Experiment:
+    """Everything a run needs, built from a :class:`TrainConfig`."""
+
+    config: TrainConfig
+    train_set: ImageDataset
+    test_set: ImageDataset
+    encoder: Encoder
+    network: Network
+
+
+def make_encoder_for(config: TrainConfig) -> Encoder:
+    options = {"gain": config.gain} if config.encoder == "rate" else {}
+    return make_encoder(config.encoder, config.num_steps, **options)
+
+
+def network_for(config: TrainConfig, input_shape, n_classes: int) -> Network:
+    """The network of ``config``, initialised from ``config.seed``."""
+    torch.manual_seed(config.seed)
+    return build_network(
+        config.architecture,
+        input_shape,
+        n_classes,
+        tau=config.tau,
+        threshold=config.threshold,
+        reset=config.reset,
+        surrogate=config.surrogate,
+        dt=config.dt,
+        readout=config.readout,
+    )
+
+
+def prepare(config: TrainConfig) -> Experiment:
+    """Load data (applying the limits), build the encoder and a freshly initialised network."""
+    train_set = _limit(load_dataset(config.dataset, "train", config.data_dir), config.train_limit)
+    test_set = _limit(load_dataset(config.dataset, "test", config.data_dir), config.test_limit)
+    encoder = make_encoder_for(config)
+    network = network_for(config, encoder.input_shape, train_set.n_classes)
+    return Experiment(config, train_set, test_set, encoder, network)
+
+
+def evaluate(
+    network: Network,
+    dataset: ImageDataset,
+    encoder: Encoder,
+    *,
+    batch_size: int = 256,
+    seed: int = 0,
+    readout: str | None = None,
+    progress: bool = True,
+    desc: str = "eval",
+    run: Callable = sync.run,
+) -> dict[str, float]:
+    """Metrics of ``network`` on ``dataset`` (accuracy, spikes, SynOps, ... as mean and std per sample)."""
+    readout = readout or ("membrane" if network.readout_is_membrane else "spikes")
+    acc = MetricAccumulator(readout)
+    generator = eval_generator(seed)
+    losses = []
+    was_training = network.training
+    network.eval()
+    with torch.no_grad():
+        for start in tqdm(
+            range(0, len(dataset), batch_size),
+            desc=desc,
+            leave=False,
+            disable=None if progress else True,
+        ):
+            images = dataset.images[start : start + batch_size]
+            labels = dataset.labels[start : start + batch_size]
+            result = run(network, encoder(images, generator))
+            losses.append(classification_loss(result.output, labels, readout).item() * len(labels))
+            acc.add(result, labels, network)
+    network.train(was_training)
+    summary = acc.summary()
+    summary["loss"] = sum(losses) / len(dataset)
+    return summary
+
+
+def train_epoch(
+    exp: Experiment, optimizer: torch.optim.Optimizer, epoch: int, *, progress: bool = True
+) -> dict[str, float]:
+    """One pass over the training set; returns mean loss and training accuracy."""
+    cfg, net = exp.config, exp.network
+    generator = epoch_generator(cfg.seed, epoch)
+    order = torch.randperm(len(exp.train_set), generator=generator)
+    net.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(
+        range(0, len(order), cfg.batch_size),
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        leave=False,
+        disable=None if progress else True,
+    )
+    for start in bar:
+        idx = order[start : start + cfg.batch_size]
+        labels = exp.train_set.labels[idx]
+        x = exp.encoder(exp.train_set.images[idx], generator)
+        result = sync.run(net, x)
+        loss = classification_loss(result.output, labels, cfg.readout)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(idx)
+        correct += int((predict(result.output.detach(), cfg.readout) == labels).sum())
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {"loss": total_loss / seen, "accuracy": correct / seen}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced: the network, per-epoch history, final test metrics and file paths."""
+
+    network: Network
+    history: list[dict[str, Any]]
+    test_metrics: dict[str, float]
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+_RESUMABLE_CHANGES = {"epochs", "out", "data_dir"}
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train as configured, writing ``checkpoint.pt`` (atomically, every epoch) and ``metrics.json``.
+
+    With ``resume=True`` it continues from ``<out>/checkpoint.pt`` and ends where an uninterrupted run ends.
+    """
+    out_dir = Path(config.out)
+    exp = prepare(config)
+    optimizer = torch.optim.Adam(exp.network.parameters(), lr=config.lr)
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    ckpt_path = out_dir / CHECKPOINT
+    if resume:
+        if not ckpt_path.is_file():
+            log(f"no checkpoint at {ckpt_path}; starting from scratch")
+        else:
+            ckpt = load_checkpoint(ckpt_path)
+            _check_same_run(TrainConfig.from_dict(ckpt["config"]), config)
+            exp.network.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            history = ckpt["history"]
+            start_epoch = ckpt["epoch"] + 1
+            log(f"resuming {ckpt_path} after epoch {ckpt['epoch']}")
+    test_metrics = history[-1]["test"] if history else {}
+    for epoch in range(start_epoch, config.epochs + 1):
+        t0 = time.perf_counter()
+        train_stats = train_epoch(exp, optimizer, epoch, progress=progress)
+        train_time = time.perf_counter() - t0
+        test_metrics = evaluate(
+            exp.network,
+            exp.test_set,
+            exp.encoder,
+            batch_size=max(config.batch_size, 256),
+            seed=config.seed,
+            progress=progress,
+            desc=f"test {epoch}",
+        )
+        history.append(
+            {
+                "epoch": epoch,
+                "train": train_stats,
+                "test": test_metrics,
+                "train_seconds": train_time,
+            }
+        )
+        log(
+            f"epoch {epoch}/{config.epochs}: train loss {train_stats['loss']:.4f} acc "
+            f"{100 * train_stats['accuracy']:.2f}% | test acc {100 * test_metrics['accuracy']:.2f}% "
+            f"spikes/sample {test_metrics['spikes']:.1f} | {train_time:.1f}s"
+        )
+        save_checkpoint(
+            {
+                "format": 1,
+                "version": __version__,
+                "config": config.to_dict(),
+                "input_shape": list(exp.encoder.input_shape),
+                "n_classes": exp.train_set.n_classes,
+                "epoch": epoch,
+                "model": exp.network.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "history": history,
+            },
+            ckpt_path,
+        )
+        write_json(_metrics_document(config, history), out_dir / METRICS)
+    return TrainResult(
+        exp.network,
+        history,
+        test_metrics,
+        out_dir,
+        {"checkpoint": ckpt_path, "metrics": out_dir / METRICS},
+    )
+
+
+def _metrics_document(config: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "asyncsnn_version": __version__,
+        "config": config.to_dict(),
+        "epochs_completed": len(history),
+        "test": history[-1]["test"],
+        "history": history,
+    }
+
+
+def _check_same_run(saved: TrainConfig, requested: TrainConfig) -> None:
+    diff = [
+        f"{k}: checkpoint {getattr(saved, k)!r} vs requested {getattr(requested, k)!r}"
+        for k in TrainConfig.field_names()
+        if k not in _RESUMABLE_CHANGES and getattr(saved, k) != getattr(requested, k)
+    ]
+    if diff:
+        raise ConfigError(
+            "--resume needs the same settings as the interrupted run (only epochs may grow); differences: "
+            + "; ".join(diff)
+        )
+
+
+def network_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Network, TrainConfig]:
+    """Rebuild the trained network and its configuration from a loaded checkpoint."""
+    config = TrainConfig.from_dict(ckpt["config"])
+    network = network_for(config, tuple(ckpt["input_shape"]), int(ckpt["n_classes"]))
+    network.load_state_dict(ckpt["model"])
+    return network, config
