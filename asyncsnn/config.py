@@ -16,6 +16,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 READOUTS = ("spikes", "membrane")
+LR_SCHEDULES = ("constant", "cosine")
 ENGINES = ("sync",)
 
 
@@ -27,7 +28,16 @@ class TrainConfig:
     ``256`` is a dense LIF layer of 256 neurons; ``12c5`` a 5x5 convolution with 12 channels (padding 0);
     ``ap2`` a 2x2 average pooling. The output layer (one neuron per class) is added automatically.
     Example: ``"12c5-ap2-32c5-ap2"`` or ``"256"``.
+
+    ``lr_schedule="cosine"`` anneals the learning rate from ``lr`` towards 0 over ``epochs`` (epoch ``e`` uses
+    ``lr * (1 + cos(pi * (e - 1) / epochs)) / 2``).
     """
+
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate used during ``epoch`` (1-based)."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
+        return self.lr
 
     dataset: str = "builtin"
     data_dir: str | None = None
@@ -44,6 +54,7 @@ class TrainConfig:
     engine: str = "sync"
     epochs: int = 5
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     batch_size: int = 128
     seed: int = 0
     train_limit: int | None = None
@@ -65,6 +76,7 @@ class TrainConfig:
         _choice("reset", self.reset, RESETS)
         _choice("surrogate", self.surrogate, SURROGATES)
         _choice("engine", self.engine, ENGINES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("num_steps", "epochs", "batch_size"):
             _positive_int(name, getattr(self, name))
         for name in ("train_limit", "test_limit"):

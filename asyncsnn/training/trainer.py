@@ -133,6 +133,8 @@ def train_epoch(
     """One pass over the training set; returns mean loss and training accuracy."""
     cfg, net = exp.config, exp.network
     generator = epoch_generator(cfg.seed, epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.learning_rate(epoch)
     order = torch.randperm(len(exp.train_set), generator=generator)
     net.train()
     total_loss, correct, seen = 0.0, 0, 0

@@ -1,0 +1,75 @@
+"""The command line, run in-process through ``asyncsnn.cli.main``."""
+
+import json
+
+from asyncsnn.cli import main
+
+TINY = [
+    "--dataset",
+    "builtin",
+    "--num-steps",
+    "6",
+    "--architecture",
+    "16",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--train-limit",
+    "128",
+    "--test-limit",
+    "64",
+    "--no-progress",
+]
+
+
+def test_train_then_eval_then_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "checkpoint.pt" in printed
+    assert (out / "checkpoint.pt").is_file() and (out / "metrics.json").is_file()
+
+    assert main(["eval", str(out), "--limit", "32", "--no-progress"]) == 0
+    doc = json.loads((out / "eval_builtin_test.json").read_text())
+    assert doc["metrics"]["samples"] == 32.0
+    assert 0.0 <= doc["metrics"]["accuracy"] <= 1.0
+
+    assert main(["train", *TINY, "--epochs", "2", "--out", str(out), "--resume", "--no-plots"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 2
+
+
+def test_config_file_and_flag_override(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('architecture = "8"\nepochs = 5\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), *TINY, "--out", str(out), "--no-plots"]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["config"]["architecture"] == "16"  # the flag wins over the file
+    assert doc["config"]["epochs"] == 1
+
+
+def test_unknown_config_key_is_one_clear_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 1\nlearning_rate: 0.1\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "valid keys" in err and "Traceback" not in err
+
+
+def test_missing_dataset_names_files_and_fix(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ASYNCSNN_DATA", raising=False)
+    code = main(
+        ["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte" in err and str(tmp_path) in err
+
+
+def test_data_command_lists_builtin_and_missing(tmp_path, capsys):
+    assert main(["data", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "builtin/train" in out and "available" in out
+    assert "mnist/train" in out and "missing" in out
