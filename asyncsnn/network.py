@@ -146,6 +146,15 @@ class Network(nn.Module):
     def _fan_outs(self) -> list[torch.Tensor]:
         return [_structural_fan_out(layer) for layer in self._layers]
 
+    def structural_synapse(self, layer: int) -> nn.Sequential:
+        """The synapse block of ``layer`` with every weight one and no bias: its output at a target counts
+        the events that reach the target (used for "received current" and per-target event counts)."""
+        return self._structural[layer]
+
+    @cached_property
+    def _structural(self) -> list[nn.Sequential]:
+        return [nn.Sequential(*[_ones_like_module(m) for m in layer.synapse]) for layer in self._layers]
+
     # ----- one frame (the stateful-module API) ------------------------------------------------------
     def forward(
         self, x: torch.Tensor, state: list[LIFState | None] | None = None
@@ -161,6 +170,22 @@ class Network(nn.Module):
 
     def extra_repr(self) -> str:
         return f"input_shape={self.input_shape}, populations={self.population_shapes}, dt={self.dt:g}ms"
+
+
+def apply_synapse(synapse: nn.Sequential, x: torch.Tensor, *, bias: bool = True) -> torch.Tensor:
+    """Run a synapse block on ``x`` ``[B, *in_shape]``; ``bias=False`` leaves out every bias term.
+
+    The asynchronous engine delivers events without bias (the bias is a constant current per frame)."""
+    if bias:
+        return synapse(x)
+    for m in synapse:
+        if isinstance(m, nn.Linear):
+            x = torch.nn.functional.linear(x, m.weight)
+        elif isinstance(m, nn.Conv2d):
+            x = m._conv_forward(x, m.weight, None)
+        else:
+            x = m(x)
+    return x
 
 
 def _infer_shape(synapse: nn.Sequential, in_shape: tuple[int, ...], position: int) -> tuple[int, ...]:

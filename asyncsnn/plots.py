@@ -42,8 +42,11 @@ def plot_training(history: list[dict[str, Any]], path: str | Path) -> Path:
     axes[2].set(xlabel="epoch", ylabel="spikes / sample", title="test spikes (mean ± std)")
     for ax in axes[:2]:
         ax.legend()
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -55,8 +58,9 @@ def plot_raster(spikes: list[torch.Tensor], path: str | Path, title: str = "") -
     fig, axes = plt.subplots(n, 1, figsize=(8, 1.2 + 1.6 * n), sharex=True, squeeze=False)
     for i, (ax, s) in enumerate(zip(axes[:, 0], spikes)):
         t, idx = torch.nonzero(s.reshape(s.shape[0], -1) > 0, as_tuple=True)
-        ax.scatter(t.numpy(), idx.numpy(), s=2, marker="|", color="k")
-        ax.set(ylabel=f"population {i}\nneuron", ylim=(-0.5, s[0].numel() - 0.5))
+        ax.scatter(t.numpy(), idx.numpy(), s=12, marker="|", linewidths=1.0, color="k")
+        role = "output" if i == n - 1 else "hidden"
+        ax.set(ylabel=f"layer {i} ({role})\nneuron", ylim=(-0.5, s[0].numel() - 0.5))
     axes[-1, 0].set_xlabel("frame")
     if title:
         axes[0, 0].set_title(title)

@@ -1,0 +1,379 @@
+"""Asynchronous event-driven engine (DESIGN section 5): reference implementation in plain PyTorch.
+
+Semantics, per sample and per frame ``x_t``:
+
+1. **Leak** once at the start of the frame (``v <- beta * v``), plus each synapse block's bias as a constant
+   current (no evaluation). Refractory flags and per-target event counts are cleared.
+2. **Input**: ``prioritized`` delivers the whole input frame to the first population at once (this takes no
+   micro-step); ``scheduled`` puts every nonzero input channel in the queue as an event (amplitude = count).
+3. **Micro-steps**: the scheduler picks up to ``group_size`` pending events (lowest keys; ties by layer, then
+   neuron index). They are delivered through the synapses, without bias, to their fan-out. A neuron that
+   receives current integrates it and, if eligible, is *evaluated*: it fires when ``u > threshold``, is reset
+   and, unless it is an output neuron, joins the queue (a neuron that fires again before delivery adds to its
+   pending event's amplitude and keeps its place). Output spikes are read out at once and never queued.
+   A neuron is eligible when it is not refractory (at most one spike per frame; ``refractory_dropout`` lets a
+   refractory neuron fire again in training) and has received ``sync_threshold`` events this frame.
+   Refractory neurons discard current (``refractory_current="hold"``) or integrate it without firing.
+4. **Stop**: a frame ends when the queue is empty, or after ``max_steps`` micro-steps (undelivered events
+   dropped or carried to the next frame); a sample's whole run ends ``stop_after_output`` micro-steps after
+   its first output spike (events still pending then are reported as dropped). Each sample stops on its own.
+
+Gradient ("unlayered backprop"): the scheduler's choices are constants; spikes use the population's surrogate.
+Evaluations that do not fire carry gradient by the following rule, which reproduces layer-synchronous BPTT
+exactly when the ``layer`` scheduler delivers whole layers (``group_size`` >= widest layer, prioritized
+input):
+
+- R1: a neuron's latest non-firing evaluation (its *silent* evaluation, value 0) rides along, at value 0, with
+  the next micro-step that delivers real events from its layer;
+- R2: a neuron that receives only ride-along (zero) current at a micro-step gets a *gradient-only* evaluation
+  (forward value exactly 0, surrogate gradient); it becomes its latest silent evaluation. With prioritized
+  input, every first-layer neuron that the input frame does not reach gets one at the start of the frame;
+- R3: at the end of a frame, layer by layer: undelivered silent evaluations ride to the next layer (R2 applies
+  to their receivers), and every neuron not evaluated in the frame gets a gradient-only evaluation;
+- R4: an output neuron's frame output is its spikes plus, if it did not fire, its latest silent evaluation.
+
+Ride-alongs and gradient-only evaluations change no forward value, count no SynOps and are not events.
+
+This implementation evaluates dense tensors at every micro-step: it is the oracle that fast kernels are tested
+against, not the fast path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from asyncsnn.engines.async_config import AsyncConfig
+from asyncsnn.engines.records import Records, RunResult
+from asyncsnn.network import Network, apply_synapse
+from asyncsnn.neurons.lif import LIF
+from asyncsnn.validation import check_input
+
+NEVER = float("nan")  # latency fields of samples whose event never happened
+
+
+@dataclass
+class AsyncRecords(Records):
+    """:class:`Records` plus what only the asynchronous engine knows (all ``[B]``, per sample).
+
+    ``micro_steps_to_first_output`` / ``..._to_first_correct`` / ``spikes_before_first_*`` are NaN for samples
+    without such a spike. Event conservation: ``emitted_events == delivered_events + dropped_events +
+    pending_at_end`` (input events count as emitted when they enter the queue in ``scheduled`` mode).
+    """
+
+    micro_steps: torch.Tensor | None = None
+    micro_steps_to_first_output: torch.Tensor | None = None
+    micro_steps_to_first_correct: torch.Tensor | None = None
+    micro_steps_to_decision: torch.Tensor | None = None
+    spikes_before_first_output: torch.Tensor | None = None
+    spikes_before_first_correct: torch.Tensor | None = None
+    emitted_events: torch.Tensor | None = None
+    delivered_events: torch.Tensor | None = None
+    dropped_events: torch.Tensor | None = None
+    pending_at_end: torch.Tensor | None = None
+    queue_trace: list[torch.Tensor] | None = field(default=None, repr=False)
+
+
+class _Source:
+    """Pending events of one source (the input, or a non-output population), per sample, flattened."""
+
+    def __init__(self, B: int, n: int, like: torch.Tensor) -> None:
+        self.amp = like.new_zeros(B, n)  # amplitude with graph (sum of undelivered spike values)
+        self.pending = torch.zeros(B, n, dtype=torch.bool, device=like.device)
+        self.key = torch.full((B, n), float("inf"), dtype=torch.float64, device=like.device)
+
+
+def run(
+    network: Network,
+    x: torch.Tensor,
+    config: AsyncConfig | None = None,
+    *,
+    labels: torch.Tensor | None = None,
+    record_queue: bool = False,
+) -> RunResult:
+    """Run ``network`` asynchronously on ``x`` ``[T, B, *input_shape]`` (event counts per frame).
+
+    Returns ``output`` ``[T, B, n_out]`` (output spikes per frame, with gradient) and :class:`AsyncRecords`.
+    ``labels`` ``[B]`` enables the "first correct output spike" records.
+    """
+    check_input(network, x)
+    return _Runner(network, x, config or AsyncConfig(), labels, record_queue).run()
+
+
+class _Runner:
+    def __init__(self, network, x, cfg: AsyncConfig, labels, record_queue: bool) -> None:
+        for layer in network.layers:
+            if not isinstance(layer.population, LIF):
+                raise ValueError(
+                    "the asynchronous engine runs spiking (LIF) populations only; "
+                    f"layer {layer.index} is {type(layer.population).__name__}"
+                )
+        if (x < 0).any():
+            raise ValueError("asynchronous input must be non-negative event counts")
+        self.net, self.x, self.cfg = network, x, cfg
+        self.T, self.B = x.shape[:2]
+        self.layers = network.layers
+        self.L = len(self.layers)
+        self.labels = labels
+        self.record_queue = record_queue
+        self.sched = cfg.scheduler_instance
+        dev = x.device
+        self.gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+        self.params = [layer.population.parameters_() for layer in self.layers]
+        self.fan_out = [network.fan_out(i).to(dev, x.dtype) for i in range(self.L)]
+        self.structural = [network.structural_synapse(i).to(dev) for i in range(self.L)]
+        self.training = network.training
+
+    # ----- helpers -------------------------------------------------------------------------------------
+    def _deliver(self, i: int, d: torch.Tensor) -> torch.Tensor:
+        """Current ``[B, n_i]`` into population ``i`` from flattened source values ``d`` (no bias)."""
+        layer = self.layers[i]
+        out = apply_synapse(layer.synapse, d.reshape(self.B, *layer.in_shape), bias=False)
+        return out.reshape(self.B, -1)
+
+    def _reach(self, i: int, amount: torch.Tensor) -> torch.Tensor:
+        """Events (amplitude-weighted) reaching each neuron of population ``i``: ``[B, n_i]``."""
+        layer = self.layers[i]
+        with torch.no_grad():
+            out = self.structural[i](amount.float().reshape(self.B, *layer.in_shape))  # exact small ints
+            return out.reshape(self.B, -1).to(amount.dtype)
+
+    def _flat(self, t: torch.Tensor, i: int) -> torch.Tensor:
+        """A scalar or per-neuron parameter as ``[1, n_i]``."""
+        return torch.broadcast_to(t, self.layers[i].shape).reshape(1, -1)
+
+    # ----- main loop -----------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        B, L, dev, dtype = self.B, self.L, self.x.device, self.x.dtype
+        sizes = [layer.size for layer in self.layers]
+        zeros = torch.zeros(B, dtype=dtype, device=dev)
+        self.v = [torch.zeros(B, n, dtype=dtype, device=dev) for n in sizes]
+        in_size = self.layers[0].in_size
+        # Sources: index 0 = input, index i + 1 = population i (the output population is never a source).
+        self.sources = [_Source(B, in_size, self.x)] + [_Source(B, n, self.x) for n in sizes[:-1]]
+        self.steps = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.active = torch.ones(B, dtype=torch.bool, device=dev)
+        self.first_output = torch.full((B,), NEVER, dtype=torch.float64, device=dev)
+        self.first_correct = torch.full((B,), NEVER, dtype=torch.float64, device=dev)
+        self.spk_before_out = torch.full((B,), NEVER, dtype=torch.float64, device=dev)
+        self.spk_before_correct = torch.full((B,), NEVER, dtype=torch.float64, device=dev)
+        self.hidden_spikes = torch.zeros(B, dtype=torch.float64, device=dev)
+        self.spikes = [zeros.clone() for _ in range(L)]
+        self.synops = [zeros.clone() for _ in range(L)]
+        self.input_events = zeros.clone()
+        self.emitted, self.delivered, self.dropped = zeros.clone(), zeros.clone(), zeros.clone()
+        self.decision = torch.full((B,), NEVER, dtype=torch.float64, device=dev)
+        self.queue_trace: list[torch.Tensor] = []
+        outputs = []
+        for t in range(self.T):
+            outputs.append(self._frame(self.x[t].reshape(B, -1)))
+        pending_at_end = sum((s.amp.detach() * s.pending).sum(1) for s in self.sources)
+        done = torch.isnan(self.decision)
+        self.decision = torch.where(done, self.steps.to(torch.float64), self.decision)
+        records = AsyncRecords(
+            input_events=self.input_events,
+            spikes=self.spikes,
+            synops=self.synops,
+            micro_steps=self.steps.to(dtype),
+            micro_steps_to_first_output=self.first_output,
+            micro_steps_to_first_correct=self.first_correct,
+            micro_steps_to_decision=self.decision,
+            spikes_before_first_output=self.spk_before_out,
+            spikes_before_first_correct=self.spk_before_correct,
+            emitted_events=self.emitted,
+            delivered_events=self.delivered,
+            dropped_events=self.dropped,
+            pending_at_end=pending_at_end if torch.is_tensor(pending_at_end) else zeros.clone(),
+            queue_trace=self.queue_trace if self.record_queue else None,
+        )
+        state = [v.detach().reshape(B, *layer.shape) for v, layer in zip(self.v, self.layers)]
+        return RunResult(torch.stack(outputs), records, state)
+
+    def _frame(self, x_t: torch.Tensor) -> torch.Tensor:
+        B, cfg = self.B, self.cfg
+        dev = x_t.device
+        running = self.active.clone()  # samples whose frame is still going
+        self.refractory = [torch.zeros(B, layer.size, dtype=torch.bool, device=dev) for layer in self.layers]
+        self.evaluated = [torch.zeros_like(r) for r in self.refractory]
+        self.silent = [torch.zeros_like(r) for r in self.refractory]
+        self.silent_val = [torch.zeros_like(v) for v in self.v]
+        self.counts = [torch.zeros_like(v) for v in self.v]
+        self.out_frame = torch.zeros_like(self.v[-1])
+        self.out_fired = torch.zeros_like(self.refractory[-1])
+        act = running.unsqueeze(1).to(x_t.dtype)
+        for i, layer in enumerate(self.layers):  # leak + bias, only for running samples
+            zero = torch.zeros(1, *layer.in_shape, dtype=x_t.dtype, device=dev)
+            bias = apply_synapse(layer.synapse, zero).reshape(1, -1)  # a linear map of 0 is its bias
+            beta = self._flat(self.params[i].beta, i)
+            self.v[i] = torch.where(running.unsqueeze(1), beta * self.v[i] + bias, self.v[i])
+        x_t = x_t * act
+        if cfg.input_mode == "prioritized":
+            sel = x_t > 0
+            self._count_delivery(0, sel, x_t)
+            # R2 at frame start: first-layer neurons the input does not reach get a gradient-only evaluation
+            self._deliver_and_evaluate(0, x_t, sel, running.unsqueeze(1).expand_as(self.refractory[0]))
+        else:
+            self._enqueue(0, x_t > 0, x_t, membrane=x_t)
+        self._check_stops(running)
+        steps_in_frame = torch.zeros(B, dtype=torch.int64, device=dev)
+        while True:
+            stopped = running & ~self.active
+            if stopped.any():
+                self._end_frame(stopped, final=True)
+                running = running & ~stopped
+            has_pending = torch.stack([s.pending.any(1) for s in self.sources]).any(0)
+            ending = running & ~has_pending
+            if cfg.max_steps is not None:
+                ending |= running & (steps_in_frame >= cfg.max_steps)
+            if ending.any():
+                self._end_frame(ending)
+                running = running & ~ending
+            if not running.any():
+                break
+            self._micro_step(running)
+            steps_in_frame += running.long()
+            if self.record_queue:
+                self.queue_trace.append(sum(s.pending.sum(1) for s in self.sources))
+            self._check_stops(running)
+        return self.out_frame + torch.where(self.silent[-1] & ~self.out_fired, self.silent_val[-1], 0.0)
+
+    # ----- queue ---------------------------------------------------------------------------------------
+    def _enqueue(self, s: int, fired: torch.Tensor, value: torch.Tensor, membrane: torch.Tensor) -> None:
+        """Add events ``fired`` of source ``s`` with amplitude ``value``; new ones get scheduler keys."""
+        src = self.sources[s]
+        new = fired & ~src.pending
+        if new.any():
+            rand = torch.rand(new.shape, generator=self.gen, device=new.device, dtype=torch.float64)
+            step = self.steps.unsqueeze(1).expand_as(new)
+            key = self.sched.key(s - 1, membrane.detach().to(torch.float64), step, rand)
+            src.key = torch.where(new, key.to(torch.float64), src.key)
+        src.pending = src.pending | fired
+        src.amp = src.amp + torch.where(fired, value, 0.0)
+        self.emitted += (value.detach() * fired).sum(1)
+
+    def _select(self, running: torch.Tensor) -> list[torch.Tensor]:
+        """Per source, the bool mask of events delivered this micro-step (<= group_size per sample)."""
+        keys = torch.cat(
+            [torch.where(s.pending & running.unsqueeze(1), s.key, torch.inf) for s in self.sources], 1
+        )
+        order = torch.sort(keys, dim=1, stable=True).indices[:, : self.cfg.group_size]
+        chosen = torch.zeros_like(keys, dtype=torch.bool)
+        chosen.scatter_(1, order, torch.gather(keys, 1, order) < torch.inf)
+        return list(torch.split(chosen, [s.pending.shape[1] for s in self.sources], 1))
+
+    def _count_delivery(self, s: int, sel: torch.Tensor, amp: torch.Tensor) -> None:
+        delivered = (amp.detach() * sel).sum(1)
+        self.delivered += delivered if s > 0 or self.cfg.input_mode == "scheduled" else 0.0
+        if s == 0:
+            self.input_events += delivered
+        self.synops[s] += (amp.detach() * sel) @ self.fan_out[s]
+
+    def _micro_step(self, running: torch.Tensor) -> None:
+        chosen = self._select(running)
+        self.steps += running.long()
+        for s, sel in enumerate(chosen):  # input first, then populations in order (R1: layer by layer)
+            if not sel.any():
+                continue
+            src = self.sources[s]
+            amp = src.amp if s > 0 else src.amp.detach()
+            self._count_delivery(s, sel, amp)
+            d = amp * sel
+            src.amp = torch.where(sel, 0.0, src.amp)
+            src.pending = src.pending & ~sel
+            src.key = torch.where(sel, torch.inf, src.key)
+            if s > 0:  # R1: silent evaluations of this layer ride along with its real events
+                ride = self.silent[s - 1] & sel.any(1, keepdim=True)
+                d = d + torch.where(ride, self.silent_val[s - 1], 0.0)
+                self.silent[s - 1] = self.silent[s - 1] & ~ride
+                ride_reach = self._reach(s, ride.to(d.dtype)) > 0
+            else:
+                ride_reach = torch.zeros_like(self.refractory[0])
+            self._deliver_and_evaluate(s, d, sel, ride_reach)
+
+    def _deliver_and_evaluate(
+        self, i: int, d: torch.Tensor, sel: torch.Tensor, ride_reach: torch.Tensor | None = None
+    ) -> None:
+        """Deliver source values ``d`` into population ``i``, integrate and evaluate (R2)."""
+        cfg = self.cfg
+        current = self._deliver(i, d)
+        reach = self._reach(i, sel.to(d.dtype) * d.detach())  # amplitude-weighted event counts
+        real = self._reach(i, sel.to(d.dtype)) > 0  # received real current
+        self.counts[i] = self.counts[i] + reach
+        refr = self.refractory[i]
+        if cfg.refractory and cfg.refractory_current == "hold":
+            current = torch.where(refr, 0.0, current)
+        self.v[i] = self.v[i] + current
+        free = ~refr if cfg.refractory else torch.ones_like(refr)
+        if cfg.refractory and cfg.refractory_dropout > 0 and self.training:
+            lucky = torch.rand(refr.shape, generator=self.gen, device=refr.device) < cfg.refractory_dropout
+            free = free | lucky
+        eligible = real & free & (self.counts[i] >= cfg.sync_threshold)
+        grad_only = (ride_reach if ride_reach is not None else torch.zeros_like(real)) & ~real & free
+        self._evaluate(i, eligible, grad_only)
+
+    def _evaluate(self, i: int, eligible: torch.Tensor, grad_only: torch.Tensor) -> None:
+        p = self.params[i]
+        thr = self._flat(p.threshold, i)
+        u = self.v[i]
+        s = p.surrogate.spike(u - thr)
+        fired = eligible & (s.detach() > 0)
+        s_fired = torch.where(fired, s, 0.0)
+        silent_now = (eligible & ~fired) | grad_only
+        g = s - s.detach()  # forward exactly 0, surrogate gradient
+        value = torch.where(eligible, s, g)
+        self.silent_val[i] = torch.where(silent_now, value, self.silent_val[i])
+        self.silent[i] = (self.silent[i] | silent_now) & ~fired
+        self.evaluated[i] = self.evaluated[i] | eligible | grad_only
+        if fired.any():
+            r = s_fired.detach() if p.detach_reset else s_fired
+            self.v[i] = u * (1 - r) if p.reset == "zero" else u - thr * r
+            self.refractory[i] = self.refractory[i] | fired
+            self.spikes[i] += fired.sum(1).to(self.spikes[i].dtype)
+            if i == self.L - 1:
+                self._output_spikes(fired, s_fired)
+            else:
+                self.hidden_spikes += fired.sum(1).to(torch.float64)
+                self._enqueue(i + 1, fired, s_fired, membrane=u)
+
+    def _output_spikes(self, fired: torch.Tensor, s_fired: torch.Tensor) -> None:
+        self.out_frame = self.out_frame + s_fired
+        self.out_fired = self.out_fired | fired
+        step = self.steps.to(torch.float64)
+        first = fired.any(1) & torch.isnan(self.first_output)
+        self.first_output = torch.where(first, step, self.first_output)
+        self.spk_before_out = torch.where(first, self.hidden_spikes, self.spk_before_out)
+        if self.labels is not None:
+            hit = fired.gather(1, self.labels.view(-1, 1)).squeeze(1) & torch.isnan(self.first_correct)
+            self.first_correct = torch.where(hit, step, self.first_correct)
+            self.spk_before_correct = torch.where(hit, self.hidden_spikes, self.spk_before_correct)
+
+    def _check_stops(self, running: torch.Tensor) -> None:
+        k = self.cfg.stop_after_output
+        if k is None:
+            return
+        done = running & ~torch.isnan(self.first_output) & (self.steps >= self.first_output + k)
+        first_stop = done & torch.isnan(self.decision)
+        self.decision = torch.where(first_stop, self.steps.to(torch.float64), self.decision)
+        self.active = self.active & ~done
+
+    def _end_frame(self, ending: torch.Tensor, final: bool = False) -> None:
+        """Frame end for samples ``ending``: drop or carry pending events, then the gradient pass R3."""
+        rows = ending.unsqueeze(1)
+        for src in self.sources:
+            leftover = src.pending & rows
+            if final or not self.cfg.carry_over:
+                self.dropped += (src.amp.detach() * leftover).sum(1)
+                src.amp = torch.where(leftover, 0.0, src.amp)
+                src.pending = src.pending & ~leftover
+                src.key = torch.where(leftover, torch.inf, src.key)
+        for i in range(self.L):
+            grad_reach = torch.zeros_like(self.refractory[i])
+            if i > 0:  # R3: undelivered silent evaluations of layer i-1 ride to layer i
+                ride = self.silent[i - 1] & rows
+                if ride.any():
+                    self.v[i] = self.v[i] + self._deliver(i, torch.where(ride, self.silent_val[i - 1], 0.0))
+                    grad_reach = self._reach(i, ride.to(self.v[i].dtype)) > 0
+                    self.silent[i - 1] = self.silent[i - 1] & ~ride
+            never = ~self.evaluated[i] & rows
+            self._evaluate(i, torch.zeros_like(never), (grad_reach | never) & rows)
