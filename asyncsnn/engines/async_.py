@@ -47,7 +47,7 @@ import torch
 from asyncsnn.engines.async_config import AsyncConfig
 from asyncsnn.engines.records import Records, RunResult
 from asyncsnn.network import Network, apply_synapse
-from asyncsnn.neurons.lif import LIF
+from asyncsnn.neurons.lif import LIF, LIFState
 from asyncsnn.validation import check_input
 
 NEVER = float("nan")  # latency fields of samples whose event never happened
@@ -84,10 +84,23 @@ class _Source:
         self.key = torch.full((B, n), float("inf"), dtype=torch.float64, device=like.device)
 
 
+def select_lowest(keys: torch.Tensor, pending: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Per row, mark the ``group_size`` pending entries with the lowest keys (ties: lower column first).
+
+    ``keys``, ``pending``: ``[B, N]``; columns are ordered input, then layer 0, 1, ... (neuron index within).
+    """
+    masked = torch.where(pending, keys, torch.inf)
+    order = torch.sort(masked, dim=1, stable=True).indices[:, :group_size]
+    chosen = torch.zeros_like(pending)
+    chosen.scatter_(1, order, torch.gather(pending, 1, order))
+    return chosen
+
+
 def run(
     network: Network,
     x: torch.Tensor,
     config: AsyncConfig | None = None,
+    state: list | None = None,
     *,
     labels: torch.Tensor | None = None,
     record_queue: bool = False,
@@ -95,10 +108,11 @@ def run(
     """Run ``network`` asynchronously on ``x`` ``[T, B, *input_shape]`` (event counts per frame).
 
     Returns ``output`` ``[T, B, n_out]`` (output spikes per frame, with gradient) and :class:`AsyncRecords`.
-    ``labels`` ``[B]`` enables the "first correct output spike" records.
+    ``labels`` ``[B]`` enables the "first correct output spike" records. ``state`` (one :class:`LIFState` per
+    population, from either engine) sets the initial membranes; events pending at the end are not carried.
     """
     check_input(network, x)
-    return _Runner(network, x, config or AsyncConfig(), labels, record_queue).run()
+    return _Runner(network, x, config or AsyncConfig(), labels, record_queue).run(state)
 
 
 class _Runner:
@@ -144,11 +158,14 @@ class _Runner:
         return torch.broadcast_to(t, self.layers[i].shape).reshape(1, -1)
 
     # ----- main loop -----------------------------------------------------------------------------------
-    def run(self) -> RunResult:
+    def run(self, state: list | None) -> RunResult:
         B, L, dev, dtype = self.B, self.L, self.x.device, self.x.dtype
         sizes = [layer.size for layer in self.layers]
         zeros = torch.zeros(B, dtype=dtype, device=dev)
-        self.v = [torch.zeros(B, n, dtype=dtype, device=dev) for n in sizes]
+        self.v = [
+            torch.zeros(B, n, dtype=dtype, device=dev) if st is None else st.v.reshape(B, n)
+            for n, st in zip(sizes, state if state is not None else [None] * L)
+        ]
         in_size = self.layers[0].in_size
         # Sources: index 0 = input, index i + 1 = population i (the output population is never a source).
         self.sources = [_Source(B, in_size, self.x)] + [_Source(B, n, self.x) for n in sizes[:-1]]
@@ -187,7 +204,7 @@ class _Runner:
             pending_at_end=pending_at_end if torch.is_tensor(pending_at_end) else zeros.clone(),
             queue_trace=self.queue_trace if self.record_queue else None,
         )
-        state = [v.detach().reshape(B, *layer.shape) for v, layer in zip(self.v, self.layers)]
+        state = [LIFState(v.reshape(B, *layer.shape)) for v, layer in zip(self.v, self.layers)]
         return RunResult(torch.stack(outputs), records, state)
 
     def _frame(self, x_t: torch.Tensor) -> torch.Tensor:
@@ -254,12 +271,9 @@ class _Runner:
 
     def _select(self, running: torch.Tensor) -> list[torch.Tensor]:
         """Per source, the bool mask of events delivered this micro-step (<= group_size per sample)."""
-        keys = torch.cat(
-            [torch.where(s.pending & running.unsqueeze(1), s.key, torch.inf) for s in self.sources], 1
-        )
-        order = torch.sort(keys, dim=1, stable=True).indices[:, : self.cfg.group_size]
-        chosen = torch.zeros_like(keys, dtype=torch.bool)
-        chosen.scatter_(1, order, torch.gather(keys, 1, order) < torch.inf)
+        keys = torch.cat([s.key for s in self.sources], 1)
+        pending = torch.cat([s.pending for s in self.sources], 1) & running.unsqueeze(1)
+        chosen = select_lowest(keys, pending, self.cfg.group_size)
         return list(torch.split(chosen, [s.pending.shape[1] for s in self.sources], 1))
 
     def _count_delivery(self, s: int, sel: torch.Tensor, amp: torch.Tensor) -> None:
@@ -298,7 +312,7 @@ class _Runner:
         cfg = self.cfg
         current = self._deliver(i, d)
         reach = self._reach(i, sel.to(d.dtype) * d.detach())  # amplitude-weighted event counts
-        real = self._reach(i, sel.to(d.dtype)) > 0  # received real current
+        real = reach > 0  # received real current (amplitudes are positive)
         self.counts[i] = self.counts[i] + reach
         refr = self.refractory[i]
         if cfg.refractory and cfg.refractory_current == "hold":
