@@ -31,7 +31,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`TrainConfig` field; defaults are None so only given flags override."""
     from asyncsnn.config import TrainConfig
 
-    types = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
+    types = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "bool": _boolean}
     for f in fields(TrainConfig):
         parser.add_argument(
             _flag(f.name),
@@ -40,6 +40,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             default=None,
             help=f"(default: {f.default!r})",
         )
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+ASYNC_FLAGS = ("engine", "group_size", "scheduler", "input_mode", "sync_threshold", "max_steps",
+               "stop_after_output", "carry_over")  # fmt: skip
 
 
 def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None):
@@ -138,10 +151,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from asyncsnn.config import TrainConfig
     from asyncsnn.data import load_dataset
     from asyncsnn.training.checkpoint import load_checkpoint, write_json
     from asyncsnn.training.trainer import (
         _limit,
+        engine_for,
         evaluate,
         make_encoder_for,
         network_from_checkpoint,
@@ -149,6 +164,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     network, config = network_from_checkpoint(ckpt)
+    overrides = {k: getattr(args, k) for k in ASYNC_FLAGS if getattr(args, k) is not None}
+    config = TrainConfig.from_dict({**config.to_dict(), **overrides})
     dataset = args.dataset or config.dataset
     data_dir = args.data_dir or config.data_dir
     data = _limit(load_dataset(dataset, args.split, data_dir), args.limit)
@@ -161,25 +178,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=config.seed,
         progress=not args.no_progress,
         desc=f"eval {dataset}/{args.split}",
+        run=engine_for(config),
     )
     doc = {
         "asyncsnn_version": __version__,
         "checkpoint": str(args.checkpoint),
         "dataset": dataset,
         "split": args.split,
-        "engine": args.engine,
+        "engine": config.engine,
         "config": config.to_dict(),
         "metrics": metrics,
     }
-    out = (
-        Path(args.out)
-        if args.out
-        else Path(args.checkpoint).resolve().parent / f"eval_{dataset}_{args.split}.json"
-    )
-    if Path(args.checkpoint).is_dir():
-        out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{dataset}_{args.split}.json"
+    run_dir = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent
+    out = Path(args.out) if args.out else run_dir / f"eval_{dataset}_{args.split}_{config.engine}.json"
     write_json(doc, out)
-    _print_summary([(f"{dataset}/{args.split} ({args.engine})", metrics)])
+    _print_summary([(f"{dataset}/{args.split} ({config.engine})", metrics)])
     print(f"\nmetrics (JSON): {out}")
     return 0
 
@@ -223,7 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="dataset (default: the one it was trained on)")
     p.add_argument("--data-dir", help="data directory (default: ASYNCSNN_DATA / the training run's)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--engine", default="sync", choices=["sync"], help="execution engine")
+    p.add_argument("--engine", choices=["sync", "async"], help="execution engine (default: the trained one)")
+    p.add_argument("--group-size", type=int, help="async: events delivered per sample per micro-step (F)")
+    p.add_argument("--scheduler", help="async: random, momentum, fifo, layer")
+    p.add_argument("--input-mode", help="async: prioritized or scheduled")
+    p.add_argument("--sync-threshold", type=int, help="async: input events a neuron needs before firing")
+    p.add_argument("--max-steps", type=int, help="async: micro-steps per frame at most")
+    p.add_argument("--stop-after-output", type=int, help="async: stop k micro-steps after the first output")
+    p.add_argument("--carry-over", type=_boolean, help="async: carry undelivered events to the next frame")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--out", help="metrics JSON path (default: next to the checkpoint)")

@@ -17,7 +17,7 @@ else:  # pragma: no cover - Python 3.10
 
 READOUTS = ("spikes", "membrane")
 LR_SCHEDULES = ("constant", "cosine")
-ENGINES = ("sync",)
+ENGINES = ("sync", "async")
 
 
 @dataclass
@@ -51,7 +51,16 @@ class TrainConfig:
     reset: str = "zero"
     surrogate: str = "atan"
     dt: float = 1.0
+    bias: bool = True
     engine: str = "sync"
+    group_size: int = 1
+    scheduler: str = "random"
+    input_mode: str = "prioritized"
+    refractory_dropout: float = 0.0
+    sync_threshold: int = 0
+    max_steps: int | None = None
+    stop_after_output: int | None = None
+    carry_over: bool = False
     epochs: int = 5
     lr: float = 1e-3
     lr_schedule: str = "constant"
@@ -76,6 +85,12 @@ class TrainConfig:
         _choice("reset", self.reset, RESETS)
         _choice("surrogate", self.surrogate, SURROGATES)
         _choice("engine", self.engine, ENGINES)
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias: must be true or false, got {self.bias!r}")
+        try:
+            self.async_config()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("num_steps", "epochs", "batch_size"):
             _positive_int(name, getattr(self, name))
@@ -91,6 +106,17 @@ class TrainConfig:
         from asyncsnn.training.builder import parse_architecture
 
         parse_architecture(self.architecture)
+
+    def async_config(self):
+        """The :class:`~asyncsnn.engines.async_config.AsyncConfig` of the asynchronous-engine fields."""
+        from asyncsnn.engines.async_config import AsyncConfig
+
+        return AsyncConfig(
+            group_size=self.group_size, scheduler=self.scheduler, input_mode=self.input_mode,
+            refractory_dropout=self.refractory_dropout, sync_threshold=self.sync_threshold,
+            max_steps=self.max_steps, stop_after_output=self.stop_after_output, carry_over=self.carry_over,
+            seed=self.seed,
+        )  # fmt: skip
 
     # ----- conversion ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -16,6 +16,18 @@ import torch
 from asyncsnn.engines.records import RunResult
 
 UNDECIDED = -1
+#: Per-sample records of the asynchronous engine that are summarised when present. Latency fields are NaN
+#: for samples without such a spike: their mean is over samples that have one, and ``<name>_missing``
+#: gives the fraction without.
+ASYNC_FIELDS = (
+    "micro_steps",
+    "micro_steps_to_first_output",
+    "micro_steps_to_first_correct",
+    "micro_steps_to_decision",
+    "spikes_before_first_output",
+    "spikes_before_first_correct",
+    "dropped_events",
+)
 
 
 def predict(output: torch.Tensor, readout: str = "spikes") -> torch.Tensor:
@@ -64,6 +76,10 @@ class MetricAccumulator:
             self._add("spike_density", rec.total_spikes / max(1, n_neurons * T))
         if self.readout == "spikes":
             self._add("frames_to_first_output", first_spike_frame(result.output).double())
+        for name in ASYNC_FIELDS:  # only the asynchronous engine records these
+            value = getattr(rec, name, None)
+            if value is not None:
+                self._add(name, value)
 
     @property
     def count(self) -> int:
@@ -74,7 +90,11 @@ class MetricAccumulator:
         out: dict[str, float] = {"samples": float(self.count)}
         for name, chunks in self.values.items():
             v = torch.cat(chunks)
-            out[name] = float(v.mean())
+            missing = torch.isnan(v)
+            if missing.any():
+                out[f"{name}_missing"] = float(missing.double().mean())
+                v = v[~missing]
+            out[name] = float(v.mean()) if v.numel() else math.nan
             out[f"{name}_std"] = float(v.std(unbiased=False)) if v.numel() > 1 else 0.0
         return out
 

@@ -31,7 +31,7 @@ def test_train_then_eval_then_resume(tmp_path, capsys):
     assert (out / "checkpoint.pt").is_file() and (out / "metrics.json").is_file()
 
     assert main(["eval", str(out), "--limit", "32", "--no-progress"]) == 0
-    doc = json.loads((out / "eval_builtin_test.json").read_text())
+    doc = json.loads((out / "eval_builtin_test_sync.json").read_text())
     assert doc["metrics"]["samples"] == 32.0
     assert 0.0 <= doc["metrics"]["accuracy"] <= 1.0
 
@@ -73,3 +73,24 @@ def test_data_command_lists_builtin_and_missing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "builtin/train" in out and "available" in out
     assert "mnist/train" in out and "missing" in out
+
+
+def test_train_async_then_eval_with_either_engine(tmp_path, capsys):
+    out = tmp_path / "async"
+    args = ["train", *TINY, "--num-steps", "3", "--train-limit", "64", "--test-limit", "16",
+            "--engine", "async", "--scheduler", "momentum", "--group-size", "8", "--bias", "false",
+            "--out", str(out), "--no-plots"]  # fmt: skip
+    assert main(args) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["config"]["engine"] == "async" and doc["config"]["scheduler"] == "momentum"
+    assert "micro_steps" in doc["test"] and doc["test"]["micro_steps"] > 0
+    assert main(["eval", str(out), "--limit", "16", "--engine", "sync", "--no-progress"]) == 0
+    sync_doc = json.loads((out / "eval_builtin_test_sync.json").read_text())
+    assert "micro_steps" not in sync_doc["metrics"]
+    assert main(["eval", str(out), "--limit", "16", "--engine", "async", "--scheduler", "layer",
+                 "--group-size", "64", "--no-progress"]) == 0  # fmt: skip
+    async_doc = json.loads((out / "eval_builtin_test_async.json").read_text())
+    assert async_doc["config"]["scheduler"] == "layer"
+    # layer scheduler with whole layers reproduces the synchronous run exactly (bias-free network)
+    for key in ("accuracy", "spikes", "synops"):
+        assert async_doc["metrics"][key] == sync_doc["metrics"][key], key

@@ -55,11 +55,13 @@ def build_network(
     surrogate: str = "atan",
     dt: float = 1.0,
     readout: str = "spikes",
+    bias: bool = True,
 ) -> Network:
     """A feed-forward LIF network for ``input_shape`` frames with ``n_outputs`` output neurons.
 
     ``readout="spikes"`` ends in a LIF population (classify by spike count); ``"membrane"`` ends in a
-    non-spiking LI population (classify by membrane).
+    non-spiking LI population (classify by membrane). ``bias=False`` builds bias-free synapses (the
+    asynchronous engine treats a bias as a constant current added at the start of every frame).
     """
 
     def lif() -> LIF:
@@ -76,7 +78,7 @@ def build_network(
         if kind == "conv":
             if channels is None or flat:
                 raise ConfigError("architecture: convolutions need image input [C, H, W]")
-            modules += pending + [nn.Conv2d(channels, n, k), lif()]
+            modules += pending + [nn.Conv2d(channels, n, k, bias=bias), lif()]
             channels, pending = n, []
         elif kind == "pool":
             pending.append(nn.AvgPool2d(n))
@@ -85,13 +87,13 @@ def build_network(
                 pending.append(nn.Flatten())
                 size = _flat_size(modules + pending, input_shape)
                 flat = True
-            modules += pending + [nn.Linear(size, n), lif()]
+            modules += pending + [nn.Linear(size, n, bias=bias), lif()]
             size, pending = n, []
     if not flat:
         pending.append(nn.Flatten())
         size = _flat_size(modules + pending, input_shape)
     last = LI(tau=tau, dt=dt) if readout == "membrane" else lif()
-    modules += pending + [nn.Linear(size, n_outputs), last]
+    modules += pending + [nn.Linear(size, n_outputs, bias=bias), last]
     return Network(*modules, input_shape=input_shape)
 
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from asyncsnn import __version__
 from asyncsnn.config import TrainConfig
 from asyncsnn.data import Encoder, ImageDataset, load_dataset, make_encoder
-from asyncsnn.engines import sync
+from asyncsnn.engines import async_, sync
 from asyncsnn.errors import ConfigError
 from asyncsnn.metrics import MetricAccumulator, predict
 from asyncsnn.network import Network
@@ -78,7 +78,17 @@ def network_for(config: TrainConfig, input_shape, n_classes: int) -> Network:
         surrogate=config.surrogate,
         dt=config.dt,
         readout=config.readout,
+        bias=config.bias,
     )
+
+
+def engine_for(config: TrainConfig, engine: str | None = None) -> Callable:
+    """``run(network, x, labels) -> RunResult`` for ``engine`` (default: the config's own engine)."""
+    engine = engine or config.engine
+    if engine == "sync":
+        return lambda network, x, labels=None: sync.run(network, x)
+    async_config = config.async_config()
+    return lambda network, x, labels=None: async_.run(network, x, async_config, labels=labels)
 
 
 def prepare(config: TrainConfig) -> Experiment:
@@ -100,9 +110,13 @@ def evaluate(
     readout: str | None = None,
     progress: bool = True,
     desc: str = "eval",
-    run: Callable = sync.run,
+    run: Callable | None = None,
 ) -> dict[str, float]:
-    """Metrics of ``network`` on ``dataset`` (accuracy, spikes, SynOps, ... as mean and std per sample)."""
+    """Metrics of ``network`` on ``dataset`` (accuracy, spikes, SynOps, ... as mean and std per sample).
+
+    ``run(network, x, labels)`` is the engine (see :func:`engine_for`); default: layer-synchronous.
+    """
+    run = run or (lambda network, x, labels=None: sync.run(network, x))
     readout = readout or ("membrane" if network.readout_is_membrane else "spikes")
     acc = MetricAccumulator(readout)
     generator = eval_generator(seed)
@@ -118,7 +132,7 @@ def evaluate(
         ):
             images = dataset.images[start : start + batch_size]
             labels = dataset.labels[start : start + batch_size]
-            result = run(network, encoder(images, generator))
+            result = run(network, encoder(images, generator), labels)
             losses.append(classification_loss(result.output, labels, readout).item() * len(labels))
             acc.add(result, labels, network)
     network.train(was_training)
@@ -132,6 +146,7 @@ def train_epoch(
 ) -> dict[str, float]:
     """One pass over the training set; returns mean loss and training accuracy."""
     cfg, net = exp.config, exp.network
+    run = engine_for(cfg)
     generator = epoch_generator(cfg.seed, epoch)
     for group in optimizer.param_groups:
         group["lr"] = cfg.learning_rate(epoch)
@@ -148,7 +163,7 @@ def train_epoch(
         idx = order[start : start + cfg.batch_size]
         labels = exp.train_set.labels[idx]
         x = exp.encoder(exp.train_set.images[idx], generator)
-        result = sync.run(net, x)
+        result = run(net, x, labels)
         loss = classification_loss(result.output, labels, cfg.readout)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -215,6 +230,7 @@ def train(
             seed=config.seed,
             progress=progress,
             desc=f"test {epoch}",
+            run=engine_for(config),
         )
         history.append(
             {
