@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import torch
 
 from asyncsnn.engines.async_config import AsyncConfig
+from asyncsnn.engines.keys import MODULUS, SALT_DROPOUT, SALT_KEY, hash_int
 from asyncsnn.engines.records import Records, RunResult
 from asyncsnn.network import Network, apply_synapse
 from asyncsnn.neurons.lif import LIF, LIFState
@@ -133,13 +134,19 @@ class _Runner:
         self.record_queue = record_queue
         self.sched = cfg.scheduler_instance
         dev = x.device
-        self.gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+        self.sample_index = torch.arange(self.B, device=dev).unsqueeze(1)
         self.params = [layer.population.parameters_() for layer in self.layers]
         self.fan_out = [network.fan_out(i).to(dev, x.dtype) for i in range(self.L)]
         self.structural = [network.structural_synapse(i).to(dev) for i in range(self.L)]
         self.training = network.training
 
     # ----- helpers -------------------------------------------------------------------------------------
+    def _uniform(self, layer: int, n: int, salt: int) -> torch.Tensor:
+        """``[B, n]`` counter-based uniform draws for the neurons of ``layer`` at the current micro-step."""
+        neuron = torch.arange(n, device=self.x.device).unsqueeze(0)
+        h = hash_int(self.cfg.seed, self.sample_index, self.steps.unsqueeze(1), layer, neuron, salt)
+        return h.to(torch.float64) / MODULUS
+
     def _deliver(self, i: int, d: torch.Tensor) -> torch.Tensor:
         """Current ``[B, n_i]`` into population ``i`` from flattened source values ``d`` (no bias)."""
         layer = self.layers[i]
@@ -261,7 +268,7 @@ class _Runner:
         src = self.sources[s]
         new = fired & ~src.pending
         if new.any():
-            rand = torch.rand(new.shape, generator=self.gen, device=new.device, dtype=torch.float64)
+            rand = self._uniform(s - 1, new.shape[1], SALT_KEY)
             step = self.steps.unsqueeze(1).expand_as(new)
             key = self.sched.key(s - 1, membrane.detach().to(torch.float64), step, rand)
             src.key = torch.where(new, key.to(torch.float64), src.key)
@@ -320,7 +327,7 @@ class _Runner:
         self.v[i] = self.v[i] + current
         free = ~refr if cfg.refractory else torch.ones_like(refr)
         if cfg.refractory and cfg.refractory_dropout > 0 and self.training:
-            lucky = torch.rand(refr.shape, generator=self.gen, device=refr.device) < cfg.refractory_dropout
+            lucky = self._uniform(i, refr.shape[1], SALT_DROPOUT) < cfg.refractory_dropout
             free = free | lucky
         eligible = real & free & (self.counts[i] >= cfg.sync_threshold)
         grad_only = (ride_reach if ride_reach is not None else torch.zeros_like(real)) & ~real & free

@@ -35,7 +35,8 @@ class Scheduler:
             layer: source layer of the events (``-1`` for input events, ``0`` for the first population).
             membrane: membrane potential at firing (before reset); for input events, the event count.
             step: the sample's micro-step counter (cumulative over frames) when they became pending.
-            rand: uniform random numbers in [0, 1) drawn for these events from the engine's generator.
+            rand: uniform numbers in [0, 1), a hash of (seed, sample, micro-step, layer, neuron)
+                (:mod:`asyncsnn.engines.keys`), identical in every implementation.
 
         All tensors have the same shape; return a float tensor of that shape.
         """
