@@ -105,15 +105,80 @@ def run(
     *,
     labels: torch.Tensor | None = None,
     record_queue: bool = False,
+    backend: str = "auto",
 ) -> RunResult:
     """Run ``network`` asynchronously on ``x`` ``[T, B, *input_shape]`` (event counts per frame).
 
     Returns ``output`` ``[T, B, n_out]`` (output spikes per frame, with gradient) and :class:`AsyncRecords`.
     ``labels`` ``[B]`` enables the "first correct output spike" records. ``state`` (one :class:`LIFState` per
     population, from either engine) sets the initial membranes; events pending at the end are not carried.
+
+    ``backend``: ``"reference"`` (this module, differentiable), ``"numba"`` (compiled CPU kernel, inference
+    only) or ``"auto"``: numba when it is installed and the run needs no gradient, no queue trace and uses a
+    built-in scheduler on CPU; the reference otherwise.
     """
     check_input(network, x)
-    return _Runner(network, x, config or AsyncConfig(), labels, record_queue).run(state)
+    config = config or AsyncConfig()
+    chosen = _choose_backend(network, x, config, record_queue, backend)
+    if chosen == "numba":
+        return _run_numba(network, x, config, state, labels)
+    return _Runner(network, x, config, labels, record_queue).run(state)
+
+
+BACKENDS = ("auto", "reference", "numba")
+
+
+def _choose_backend(network, x, config, record_queue, backend) -> str:
+    from asyncsnn.engines.kernels import numba_available, scheduler_id
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: {backend!r} is not allowed; choose one of {BACKENDS}")
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in network.parameters())
+    )
+    dropout = network.training and config.refractory and config.refractory_dropout > 0
+    reasons = [
+        (not numba_available(), "numba is not installed (pip install 'asyncsnn[fast]')"),
+        (needs_grad, "gradients are needed (run under torch.no_grad() for inference)"),
+        (record_queue, "record_queue is only recorded by the reference"),
+        (scheduler_id(config.scheduler_instance) is None, "custom schedulers run on the reference"),
+        (x.device.type != "cpu", "the numba kernel runs on CPU"),
+        (dropout, "refractory dropout is a training feature of the reference"),
+        (not all(isinstance(layer.population, LIF) for layer in network.layers), "LIF populations only"),
+    ]
+    blocked = [why for cond, why in reasons if cond]
+    if backend == "numba" and blocked:
+        raise ValueError("backend='numba' cannot run this: " + "; ".join(blocked))
+    if backend == "reference" or blocked:
+        return "reference"
+    return "numba"
+
+
+def _run_numba(network, x, config, state, labels) -> RunResult:
+    from asyncsnn.engines.kernels import run_numba
+
+    if (x < 0).any():
+        raise ValueError("asynchronous input must be non-negative event counts")
+    out, spikes, synops, input_events, rec, v_list = run_numba(network, x, config, state, labels)
+    dtype = x.dtype
+    col = lambda k: torch.from_numpy(rec[:, k].copy())  # noqa: E731
+    records = AsyncRecords(
+        input_events=torch.from_numpy(input_events).to(dtype),
+        spikes=[torch.from_numpy(spikes[:, i].copy()).to(dtype) for i in range(spikes.shape[1])],
+        synops=[torch.from_numpy(synops[:, i].copy()).to(dtype) for i in range(synops.shape[1])],
+        micro_steps=col(0).to(dtype),
+        micro_steps_to_first_output=col(1),
+        micro_steps_to_first_correct=col(2),
+        micro_steps_to_decision=col(3),
+        spikes_before_first_output=col(4),
+        spikes_before_first_correct=col(5),
+        emitted_events=col(6).to(dtype),
+        delivered_events=col(7).to(dtype),
+        dropped_events=col(8).to(dtype),
+        pending_at_end=col(9).to(dtype),
+    )
+    state = [LIFState(v.reshape(x.shape[1], *layer.shape)) for v, layer in zip(v_list, network.layers)]
+    return RunResult(out.to(dtype), records, state)
 
 
 class _Runner:

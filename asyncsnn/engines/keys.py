@@ -16,20 +16,14 @@ SALT_KEY = 0  # scheduler keys
 SALT_DROPOUT = 1  # refractory dropout
 
 
-def _mix(x, v):
-    return ((x ^ v) * _MULTIPLIER + _INCREMENT) % MODULUS
-
-
 def hash_int(seed, sample, step, layer, neuron, salt):
     """An integer in [0, 2**31 - 1) determined by the arguments (non-negative ints or int64 tensors;
     ``layer >= -1``). Divide by :data:`MODULUS` for a uniform number in [0, 1)."""
-    x = _mix(salt + 1, seed % MODULUS)
-    x = _mix(x, sample % MODULUS)
-    x = _mix(x, step % MODULUS)
-    x = _mix(x, layer + 2)
-    x = _mix(x, neuron % MODULUS)
-    x = _mix(x, 1_540_483_477)
-    return _mix(x, 1_540_483_477)
+    x = salt + 1
+    # An LCG step after xor-ing in each argument; two extra rounds to mix the last one.
+    for value in (seed % MODULUS, sample % MODULUS, step % MODULUS, layer + 2, neuron % MODULUS, 1, 1):
+        x = ((x ^ value) * _MULTIPLIER + _INCREMENT) % MODULUS
+    return x
 
 
 def unit_hash(seed, sample, step, layer, neuron, salt):

@@ -1,0 +1,312 @@
+"""Compiled CPU kernel of the asynchronous engine (inference), with numba.
+
+It implements the forward semantics of :mod:`asyncsnn.engines.async_` (the reference; tests check they agree)
+event by event: a micro-step costs the selected events times their fan-out plus a scan of the sample's pending
+list (tens of events), never the size of the network. Samples run in parallel (``prange``), each with its own
+queue. A dense block (``nn.Linear``) delivers an event as one contiguous, vectorised row update.
+
+Array layout (``N`` = all neurons, layer-major; *sources* = input channels, then every non-output neuron,
+numbered by a global id ``gid``):
+
+- ``csr_ptr[gid] .. csr_ptr[gid + 1]`` index ``csr_tgt`` (neuron index within the target layer) and ``csr_w``;
+  source ``s`` (0 = input, ``l + 1`` = layer ``l``) drives layer ``s``; ``src_off[s]`` is its first gid;
+- ``neu_off[l]``: first neuron of layer ``l`` in ``beta``, ``thr``, ``bias`` and the membranes;
+- ``ev_ptr[b * T + t] .. ev_ptr[b * T + t + 1]`` index the input events (``ev_idx``, ``ev_amp``) of sample
+  ``b`` in frame ``t``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from asyncsnn.engines.keys import MODULUS, SALT_KEY, hash_int
+
+SCHED_RANDOM, SCHED_MOMENTUM, SCHED_FIFO, SCHED_LAYER = 0, 1, 2, 3
+
+# Per-sample scalar state, kept in a float64 array so helpers can update it.
+STEP, FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR, HIDDEN, EMITTED, DELIVERED, DROPPED, N_PEND = range(11)
+N_STATE = 11
+
+_hash = njit(cache=True)(hash_int)
+
+
+@njit(cache=True)
+def _key(sched_kind, seed, b, step, layer, neuron, membrane):
+    rand = _hash(seed, b, step, layer, neuron, SALT_KEY) / MODULUS
+    if sched_kind == SCHED_RANDOM:
+        return rand
+    if sched_kind == SCHED_MOMENTUM:
+        return -membrane + rand * 1e-12
+    if sched_kind == SCHED_FIFO:
+        return float(step)
+    return float(layer)
+
+
+@njit(cache=True)
+def _enqueue(st, p_gid, p_key, p_amp, slot_of, gid, amp, key):
+    """Add an event of amplitude ``amp``; a source already pending keeps its slot (and key)."""
+    st[EMITTED] += amp
+    q = slot_of[gid]
+    if q >= 0:
+        p_amp[q] += amp
+        return
+    n = int(st[N_PEND])
+    slot_of[gid] = n
+    p_gid[n] = gid
+    p_amp[n] = amp
+    p_key[n] = key
+    st[N_PEND] = n + 1
+
+
+@njit(cache=True)
+def _drop_all(st, p_gid, p_amp, slot_of):
+    for q in range(int(st[N_PEND])):
+        st[DROPPED] += p_amp[q]
+        slot_of[p_gid[q]] = -1
+    st[N_PEND] = 0
+
+
+@njit(cache=True)
+def _fire_check(st, j, layer, base, t, b, v, thr, refr, counts, reset_zero, refractory, sync_threshold,
+                out, spikes, label, out_layer, src_off, p_gid, p_key, p_amp, slot_of, sched_kind, seed):  # fmt: skip
+    """Evaluate neuron ``j`` (global index) after it received current; fire, reset, queue or read out."""
+    if refractory and refr[j]:
+        return
+    if counts[j] < sync_threshold or not v[j] > thr[j]:
+        return
+    u = v[j]
+    v[j] = 0.0 if reset_zero[layer] else u - thr[j]
+    refr[j] = True
+    spikes[b, layer] += 1.0
+    jj = j - base
+    if layer == out_layer:
+        out[t, b, jj] += 1.0
+        if np.isnan(st[FIRST_OUT]):
+            st[FIRST_OUT] = st[STEP]
+            st[SPK_OUT] = st[HIDDEN]
+        if jj == label and np.isnan(st[FIRST_COR]):
+            st[FIRST_COR] = st[STEP]
+            st[SPK_COR] = st[HIDDEN]
+    else:
+        st[HIDDEN] += 1.0
+        key = _key(sched_kind, seed, b, int(st[STEP]), layer, jj, u)
+        _enqueue(st, p_gid, p_key, p_amp, slot_of, src_off[layer + 1] + jj, 1.0, key)
+
+
+@njit(cache=True)
+def _run_sample(
+    b, T, n_layers, neu_off, src_off, dense_src,
+    beta, thr, bias, reset_zero,
+    csr_ptr, csr_tgt, csr_w, fan_out,
+    ev_ptr, ev_idx, ev_amp,
+    v_init, labels,
+    group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+    max_steps, stop_after, carry_over,
+    out, v_final, spikes, synops, input_events, rec,
+):  # fmt: skip
+    """One sample ``b`` (see :func:`run_batch`)."""
+    N = v_init.shape[1]
+    n_src = src_off[n_layers]
+    out_layer = n_layers - 1
+    v = v_init[b].copy()
+    refr = np.zeros(N, dtype=np.bool_)
+    counts = np.zeros(N, dtype=v.dtype)
+    current = np.zeros(N, dtype=v.dtype)
+    touched_flag = np.zeros(N, dtype=np.bool_)
+    touched = np.empty(N, dtype=np.int64)
+    p_gid = np.empty(n_src, dtype=np.int64)
+    p_key = np.empty(n_src, dtype=np.float64)
+    p_amp = np.empty(n_src, dtype=np.float64)
+    slot_of = np.full(n_src, -1, dtype=np.int64)
+    chosen = np.empty(group_size, dtype=np.int64)
+    chosen_gid = np.empty(group_size, dtype=np.int64)
+    chosen_amp = np.empty(group_size, dtype=np.float64)
+    sel_gid = np.empty(n_src, dtype=np.int64)  # events delivered in one group (input frame or micro-step)
+    sel_amp = np.empty(n_src, dtype=np.float64)
+    st = np.zeros(N_STATE)
+    for k in (FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR):
+        st[k] = np.nan
+    active = True
+    label = labels[b]
+    for t in range(T):
+        if not active:
+            break
+        for n in range(N):  # leak + bias at the start of the frame
+            v[n] = beta[n] * v[n] + bias[n]
+        refr[:] = False
+        counts[:] = 0.0
+        e0, e1 = ev_ptr[b * T + t], ev_ptr[b * T + t + 1]
+        if prioritized:  # the whole frame, delivered at once as one group from source 0
+            n_sel = 0
+            for e in range(e0, e1):
+                sel_gid[n_sel] = ev_idx[e]
+                sel_amp[n_sel] = ev_amp[e]
+                input_events[b] += ev_amp[e]
+                synops[b, 0] += ev_amp[e] * fan_out[ev_idx[e]]
+                n_sel += 1
+            if n_sel > 0:
+                _deliver_group(0, sel_gid, sel_amp, 0, n_sel, st, t, b, v, thr, refr, counts, current,
+                               touched_flag, touched, neu_off, dense_src, csr_ptr, csr_tgt, csr_w, reset_zero,
+                               refractory, hold, sync_threshold, out, spikes, label, out_layer, src_off,
+                               p_gid, p_key, p_amp, slot_of, sched_kind, seed)  # fmt: skip
+        else:
+            for e in range(e0, e1):
+                i = ev_idx[e]
+                key = _key(sched_kind, seed, b, int(st[STEP]), -1, i, ev_amp[e])
+                _enqueue(st, p_gid, p_key, p_amp, slot_of, i, ev_amp[e], key)
+        if stop_after >= 0 and not np.isnan(st[FIRST_OUT]) and st[STEP] >= st[FIRST_OUT] + stop_after:
+            st[DECISION] = st[STEP]
+            active = False
+        steps_in_frame = 0
+        while True:
+            n_pend = int(st[N_PEND])
+            if not active:
+                _drop_all(st, p_gid, p_amp, slot_of)
+                break
+            if n_pend == 0:
+                break
+            if max_steps >= 0 and steps_in_frame >= max_steps:
+                if not carry_over:
+                    _drop_all(st, p_gid, p_amp, slot_of)
+                break
+            # select up to F pending events with the lowest (key, gid): F short scans of a short list
+            n_ch = 0
+            while n_ch < group_size and n_ch < n_pend:
+                best = -1
+                for q in range(n_pend):
+                    taken = False
+                    for c in range(n_ch):
+                        if chosen[c] == q:
+                            taken = True
+                            break
+                    if not taken and (
+                        best < 0 or p_key[q] < p_key[best] or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
+                    ):
+                        best = q
+                chosen[n_ch] = best
+                n_ch += 1
+            for c in range(n_ch):
+                chosen_gid[c] = p_gid[chosen[c]]
+                chosen_amp[c] = p_amp[chosen[c]]
+            for c in range(1, n_ch):  # insertion sort by gid: sources in order, neurons in order
+                g, a = chosen_gid[c], chosen_amp[c]
+                d = c - 1
+                while d >= 0 and chosen_gid[d] > g:
+                    chosen_gid[d + 1] = chosen_gid[d]
+                    chosen_amp[d + 1] = chosen_amp[d]
+                    d -= 1
+                chosen_gid[d + 1] = g
+                chosen_amp[d + 1] = a
+            for c in range(n_ch):  # remove from the queue (swap with the last slot)
+                q = slot_of[chosen_gid[c]]
+                last = int(st[N_PEND]) - 1
+                if q != last:
+                    p_gid[q], p_key[q], p_amp[q] = p_gid[last], p_key[last], p_amp[last]
+                    slot_of[p_gid[q]] = q
+                slot_of[chosen_gid[c]] = -1
+                st[N_PEND] = last
+            st[STEP] += 1.0
+            steps_in_frame += 1
+            c = 0
+            while c < n_ch:  # one group per source, in source order
+                s = 0
+                while src_off[s + 1] <= chosen_gid[c]:
+                    s += 1
+                c0 = c
+                while c < n_ch and chosen_gid[c] < src_off[s + 1]:
+                    a = chosen_amp[c]
+                    st[DELIVERED] += a
+                    synops[b, s] += a * fan_out[chosen_gid[c]]
+                    if s == 0:
+                        input_events[b] += a
+                    c += 1
+                _deliver_group(s, chosen_gid, chosen_amp, c0, c, st, t, b, v, thr, refr, counts, current,
+                               touched_flag, touched, neu_off, dense_src, csr_ptr, csr_tgt, csr_w, reset_zero,
+                               refractory, hold, sync_threshold, out, spikes, label, out_layer, src_off,
+                               p_gid, p_key, p_amp, slot_of, sched_kind, seed)  # fmt: skip
+            if stop_after >= 0 and not np.isnan(st[FIRST_OUT]) and st[STEP] >= st[FIRST_OUT] + stop_after:
+                st[DECISION] = st[STEP]
+                active = False
+    pend_end = 0.0
+    for q in range(int(st[N_PEND])):
+        pend_end += p_amp[q]
+    v_final[b] = v
+    rec[b, 0] = st[STEP]
+    rec[b, 1] = st[FIRST_OUT]
+    rec[b, 2] = st[FIRST_COR]
+    rec[b, 3] = st[DECISION] if not np.isnan(st[DECISION]) else st[STEP]
+    rec[b, 4] = st[SPK_OUT]
+    rec[b, 5] = st[SPK_COR]
+    rec[b, 6] = st[EMITTED]
+    rec[b, 7] = st[DELIVERED]
+    rec[b, 8] = st[DROPPED]
+    rec[b, 9] = pend_end
+
+
+@njit(cache=True)
+def _deliver_group(s, gids, amps, c0, c1, st, t, b, v, thr, refr, counts, current, touched_flag, touched,
+                   neu_off, dense_src, csr_ptr, csr_tgt, csr_w, reset_zero, refractory, hold, sync_threshold,
+                   out, spikes, label, out_layer, src_off, p_gid, p_key, p_amp, slot_of, sched_kind, seed):  # fmt: skip
+    """Deliver events ``gids[c0:c1]`` of source ``s`` into layer ``s``, then evaluate every neuron reached."""
+    base = neu_off[s]
+    n = neu_off[s + 1] - base
+    if dense_src[s]:  # every event reaches the whole layer, in order: contiguous row updates
+        for c in range(c0, c1):
+            a = amps[c]
+            k0 = csr_ptr[gids[c]]
+            for j in range(n):
+                current[base + j] += csr_w[k0 + j] * a
+                counts[base + j] += a
+        n_touch = n
+        for j in range(n):
+            touched[j] = base + j
+    else:
+        n_touch = 0
+        for c in range(c0, c1):
+            a = amps[c]
+            for k in range(csr_ptr[gids[c]], csr_ptr[gids[c] + 1]):
+                j = base + csr_tgt[k]
+                current[j] += csr_w[k] * a
+                counts[j] += a
+                if not touched_flag[j]:
+                    touched_flag[j] = True
+                    touched[n_touch] = j
+                    n_touch += 1
+    for q in range(n_touch):
+        j = touched[q]
+        touched_flag[j] = False
+        if not (refractory and hold and refr[j]):
+            v[j] += current[j]
+        current[j] = 0.0
+        _fire_check(st, j, s, base, t, b, v, thr, refr, counts, reset_zero, refractory, sync_threshold,
+                    out, spikes, label, out_layer, src_off, p_gid, p_key, p_amp, slot_of, sched_kind, seed)  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def run_batch(
+    T, B, n_layers, neu_off, src_off, dense_src,
+    beta, thr, bias, reset_zero,
+    csr_ptr, csr_tgt, csr_w, fan_out,
+    ev_ptr, ev_idx, ev_amp,
+    v_init, labels,
+    group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+    max_steps, stop_after, carry_over,
+    out, v_final, spikes, synops, input_events, rec,
+):  # fmt: skip
+    """Run ``B`` samples; writes ``out`` ``[T, B, n_out]``, ``v_final`` ``[B, N]`` and the records.
+
+    ``rec[b]`` columns: micro_steps, first_output, first_correct, decision, spikes_before_output,
+    spikes_before_correct, emitted, delivered, dropped, pending_at_end (NaN where never).
+    """
+    for b in prange(B):
+        _run_sample(
+            b, T, n_layers, neu_off, src_off, dense_src,
+            beta, thr, bias, reset_zero,
+            csr_ptr, csr_tgt, csr_w, fan_out,
+            ev_ptr, ev_idx, ev_amp,
+            v_init, labels,
+            group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+            max_steps, stop_after, carry_over,
+            out, v_final, spikes, synops, input_events, rec,
+        )  # fmt: skip
