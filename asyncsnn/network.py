@@ -140,20 +140,21 @@ class Network(nn.Module):
         The fan-out of a presynaptic neuron is the number of postsynaptic neurons its events reach
         (structural connections: a zero weight still counts, as hardware would still deliver to it).
         """
-        return self._fan_outs[layer]
+        ptr, _ = self.connectivity(layer)
+        return ptr[1:] - ptr[:-1]
+
+    def connectivity(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Structural fan-out lists of the synapse block of ``layer``: ``(ptr [in_size + 1], targets)``.
+
+        Presynaptic neuron ``i`` is connected to the population's neurons ``targets[ptr[i]:ptr[i+1]]``
+        (flat indices, ascending): those whose input depends on ``i`` for some weights, however many
+        paths lead there. Computed once (the wiring never changes).
+        """
+        return self._connectivity[layer]
 
     @cached_property
-    def _fan_outs(self) -> list[torch.Tensor]:
-        return [_structural_fan_out(layer) for layer in self._layers]
-
-    def structural_synapse(self, layer: int) -> nn.Sequential:
-        """The synapse block of ``layer`` with every weight one and no bias: its output at a target counts
-        the events that reach the target (used for "received current" and per-target event counts)."""
-        return self._structural[layer]
-
-    @cached_property
-    def _structural(self) -> list[nn.Sequential]:
-        return [nn.Sequential(*[_ones_like_module(m) for m in layer.synapse]) for layer in self._layers]
+    def _connectivity(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [_structural_connectivity(layer) for layer in self._layers]
 
     # ----- one frame (the stateful-module API) ------------------------------------------------------
     def forward(
@@ -200,23 +201,27 @@ def _infer_shape(synapse: nn.Sequential, in_shape: tuple[int, ...], position: in
         ) from None
 
 
-def _structural_fan_out(layer: Layer, chunk: int = 256) -> torch.Tensor:
-    """Count, for each presynaptic neuron, the postsynaptic neurons it is connected to."""
+def _structural_connectivity(layer: Layer, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probe the synapse block with one-hot inputs through a copy whose weights are all one (no bias)."""
     modules = list(layer.synapse)
-    if all(isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity, nn.Linear)) for m in modules):
-        linear = [m for m in modules if isinstance(m, nn.Linear)]
-        if len(linear) == 1:  # dense: everyone reaches every output
-            return torch.full((layer.in_size,), linear[0].out_features, dtype=torch.int64)
+    linear = [m for m in modules if isinstance(m, nn.Linear)]
+    reshapes = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Linear)
+    if len(linear) == 1 and all(isinstance(m, reshapes) for m in modules):
+        n_in, n_out = layer.in_size, layer.size  # dense: everyone reaches every output
+        return torch.arange(n_in + 1) * n_out, torch.arange(n_out).repeat(n_in)
     structural = nn.Sequential(*[_ones_like_module(m) for m in modules])
-    counts = torch.empty(layer.in_size, dtype=torch.int64)
+    ptr, targets, total = [torch.zeros(1, dtype=torch.int64)], [], 0
     with torch.no_grad():
         for start in range(0, layer.in_size, chunk):
             stop = min(start + chunk, layer.in_size)
             basis = torch.zeros(stop - start, layer.in_size)
             basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-            out = structural(basis.reshape(-1, *layer.in_shape)).flatten(1)
-            counts[start:stop] = (out != 0).sum(1)
-    return counts
+            mask = structural(basis.reshape(-1, *layer.in_shape)).flatten(1) != 0
+            counts = mask.sum(1)
+            ptr.append(total + counts.cumsum(0))
+            total += int(counts.sum())
+            targets.append(mask.nonzero(as_tuple=True)[1])
+    return torch.cat(ptr), torch.cat(targets)
 
 
 def _ones_like_module(m: nn.Module) -> nn.Module:

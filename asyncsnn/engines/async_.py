@@ -202,7 +202,17 @@ class _Runner:
         self.sample_index = torch.arange(self.B, device=dev).unsqueeze(1)
         self.params = [layer.population.parameters_() for layer in self.layers]
         self.fan_out = [network.fan_out(i).to(dev, x.dtype) for i in range(self.L)]
-        self.structural = [network.structural_synapse(i).to(dev) for i in range(self.L)]
+        self.connect_t = []  # per block: sparse [n_out, n_in] 0/1 connectivity (transposed), for event counts
+        for i, layer in enumerate(self.layers):
+            ptr, targets = network.connectivity(i)
+            sources = torch.repeat_interleave(torch.arange(layer.in_size), ptr[1:] - ptr[:-1])
+            idx = torch.stack([targets, sources]).to(dev)
+            ones = torch.ones(targets.numel(), dtype=x.dtype, device=dev)
+            self.connect_t.append(
+                torch.sparse_coo_tensor(
+                    idx, ones, (layer.size, layer.in_size), check_invariants=True
+                ).coalesce()
+            )
         self.training = network.training
 
     # ----- helpers -------------------------------------------------------------------------------------
@@ -219,11 +229,10 @@ class _Runner:
         return out.reshape(self.B, -1)
 
     def _reach(self, i: int, amount: torch.Tensor) -> torch.Tensor:
-        """Events (amplitude-weighted) reaching each neuron of population ``i``: ``[B, n_i]``."""
-        layer = self.layers[i]
+        """Events reaching each neuron of population ``i`` (amplitude-weighted; an event counts once per
+        connected target): ``[B, n_i]`` from per-source amounts ``[B, in_size]``."""
         with torch.no_grad():
-            out = self.structural[i](amount.float().reshape(self.B, *layer.in_shape))  # exact small ints
-            return out.reshape(self.B, -1).to(amount.dtype)
+            return torch.sparse.mm(self.connect_t[i], amount.detach().t()).t()
 
     def _flat(self, t: torch.Tensor, i: int) -> torch.Tensor:
         """A scalar or per-neuron parameter as ``[1, n_i]``."""
@@ -358,16 +367,21 @@ class _Runner:
     def _micro_step(self, running: torch.Tensor) -> None:
         chosen = self._select(running)
         self.steps += running.long()
-        for s, sel in enumerate(chosen):  # input first, then populations in order (R1: layer by layer)
-            if not sel.any():
-                continue
+        # The selected events leave the queue now: a neuron that fires again during this micro-step (before
+        # its source's turn) starts a new pending event instead of joining the one being delivered.
+        taken = []
+        for s, sel in enumerate(chosen):
             src = self.sources[s]
             amp = src.amp if s > 0 else src.amp.detach()
-            self._count_delivery(s, sel, amp)
-            d = amp * sel
+            taken.append(amp * sel)
             src.amp = torch.where(sel, 0.0, src.amp)
             src.pending = src.pending & ~sel
             src.key = torch.where(sel, torch.inf, src.key)
+        for s, sel in enumerate(chosen):  # input first, then populations in order (R1: layer by layer)
+            if not sel.any():
+                continue
+            d = taken[s]
+            self._count_delivery(s, sel, d)
             if s > 0:  # R1: silent evaluations of this layer ride along with its real events
                 ride = self.silent[s - 1] & sel.any(1, keepdim=True)
                 d = d + torch.where(ride, self.silent_val[s - 1], 0.0)

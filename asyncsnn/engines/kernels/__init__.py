@@ -40,38 +40,24 @@ def synapse_csr(network: Network, index: int) -> tuple[torch.Tensor, torch.Tenso
     hit = cache.get(index)
     if hit is not None and hit[0] == stamp:
         return hit[1]
+    ptr, targets = network.connectivity(index)
     with torch.no_grad():
         linear = [m for m in layer.synapse if isinstance(m, torch.nn.Linear)]
-        reshapes = (torch.nn.Flatten, torch.nn.Identity, torch.nn.Linear)
-        shape_only = all(isinstance(m, reshapes) for m in layer.synapse)
-        if shape_only and len(linear) == 1:
-            w = linear[0].weight
-            n_in, n_out = layer.in_size, layer.size
-            ptr = torch.arange(n_in + 1, dtype=torch.int64) * n_out
-            targets = torch.arange(n_out, dtype=torch.int64).repeat(n_in)
-            weights = w.t().reshape(-1).clone()
-            dense = True
-        else:
-            dense = False
-            ptr_parts, tgt_parts, w_parts = [torch.zeros(1, dtype=torch.int64)], [], []
-            structural = network.structural_synapse(index)
-            total = 0
+        dense = int(ptr[-1]) == layer.in_size * layer.size  # rows are sorted: full rows are 0..n-1
+        reshapes = (torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity, torch.nn.Linear)
+        if len(linear) == 1 and all(isinstance(m, reshapes) for m in layer.synapse):
+            weights = linear[0].weight.t().reshape(-1).clone()  # rows of W^T: targets 0..n-1 in order
+        else:  # read the weights off the Jacobian columns: the block is linear (bias left out)
+            parts = []
             for start in range(0, layer.in_size, 256):
                 stop = min(start + 256, layer.in_size)
                 basis = torch.zeros(stop - start, layer.in_size, dtype=params[0].dtype)
                 basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-                shaped = basis.reshape(-1, *layer.in_shape)
-                jac = apply_synapse(layer.synapse, shaped, bias=False).flatten(1)
-                mask = structural(shaped.float()).flatten(1) != 0
-                rows, cols = mask.nonzero(as_tuple=True)
-                counts = mask.sum(1)
-                ptr_parts.append(total + counts.cumsum(0))
-                total += int(counts.sum())
-                tgt_parts.append(cols)
-                w_parts.append(jac[rows, cols])
-            ptr = torch.cat(ptr_parts)
-            targets = torch.cat(tgt_parts)
-            weights = torch.cat(w_parts)
+                jac = apply_synapse(layer.synapse, basis.reshape(-1, *layer.in_shape), bias=False).flatten(1)
+                fan = ptr[start + 1 : stop + 1] - ptr[start:stop]
+                rows = torch.repeat_interleave(torch.arange(stop - start), fan)
+                parts.append(jac[rows, targets[ptr[start] : ptr[stop]]])
+            weights = torch.cat(parts)
     result = (ptr, targets, weights, dense)
     cache[index] = (stamp, result)
     return result

@@ -25,7 +25,9 @@ from asyncsnn.engines.keys import MODULUS, SALT_KEY, hash_int
 SCHED_RANDOM, SCHED_MOMENTUM, SCHED_FIFO, SCHED_LAYER = 0, 1, 2, 3
 
 # Per-sample scalar state, kept in a float64 array so helpers can update it.
-STEP, FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR, HIDDEN, EMITTED, DELIVERED, DROPPED, N_PEND = range(11)
+STEP, FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR, HIDDEN, EMITTED, DELIVERED, DROPPED, N_PEND = range(
+    11
+)
 N_STATE = 11
 
 _hash = njit(cache=True)(hash_int)
@@ -181,7 +183,9 @@ def _run_sample(
                             taken = True
                             break
                     if not taken and (
-                        best < 0 or p_key[q] < p_key[best] or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
+                        best < 0
+                        or p_key[q] < p_key[best]
+                        or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
                     ):
                         best = q
                 chosen[n_ch] = best
