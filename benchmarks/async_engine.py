@@ -1,0 +1,134 @@
+"""Asynchronous engine benchmark on the workload of the asynchronous-engine issue.
+
+FC 2312 -> 200 LIF -> 10 LIF, no bias, xavier init, Bernoulli input (2 % density), T = 50 frames,
+dt / tau = 10 (dt = 1 ms, tau = 0.1 ms), threshold 0.3, batch 32 (CPU). For F in 1, 8, 64 and the random and
+momentum schedulers it prints milliseconds per batch (median), samples/s, micro-steps/s, spikes per sample
+and peak memory of the call, and the ratio to our layer-synchronous engine run in the same process. Then it
+doubles the hidden layer at a fixed spike count (the extra neurons never fire) to show that the cost follows
+delivered events x fan-out, and times one training step of the (differentiable) reference engine.
+
+    pip install -e '.[fast]'
+    python benchmarks/async_engine.py [--batch 32] [--repeats 20] [--backend auto|numba|reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import tracemalloc
+
+import torch
+from torch import nn
+
+from asyncsnn import LIF, Network
+from asyncsnn.engines import async_, sync
+from asyncsnn.engines.async_config import AsyncConfig
+
+
+def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0) -> Network:
+    """The benchmark network; ``silent_extra`` hidden neurons that never fire make it bigger, same spikes."""
+    torch.manual_seed(seed)
+    fc1 = nn.Linear(2312, hidden, bias=False)
+    fc2 = nn.Linear(hidden, 10, bias=False)
+    nn.init.xavier_uniform_(fc1.weight)
+    nn.init.xavier_uniform_(fc2.weight)
+    if silent_extra:
+        big1 = nn.Linear(2312, hidden + silent_extra, bias=False)
+        big2 = nn.Linear(hidden + silent_extra, 10, bias=False)
+        with torch.no_grad():
+            big1.weight[:hidden] = fc1.weight
+            big2.weight.zero_()
+            big2.weight[:, :hidden] = fc2.weight
+        fc1, fc2 = big1, big2
+    threshold = torch.full((hidden + silent_extra,), 0.3)
+    threshold[hidden:] = 1e9
+    return Network(
+        fc1, LIF(tau=0.1, threshold=threshold), fc2, LIF(tau=0.1, threshold=0.3), input_shape=(2312,)
+    )
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_memory_mb(fn) -> float:
+    """Peak of Python/numpy allocations during ``fn`` (tracemalloc; torch's own allocator is not traced)."""
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--backend", default="auto", choices=["auto", "numba", "reference"])
+    args = parser.parse_args()
+    T, B = 50, args.batch
+    net = workload()
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(T, B, 2312, generator=g) < 0.02).float()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {B}, T {T}, "
+          f"2312-200-10, input density 2 %")  # fmt: skip
+    with torch.no_grad():
+        t_sync = timed(lambda: sync.run(net, x), args.repeats)
+    print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch\n")
+    header = f"{'F':>3} {'scheduler':>9} {'ms/batch':>9} {'samples/s':>10} {'steps/s':>11} {'spikes':>7} " \
+             f"{'peak MB':>8} {'vs sync':>8}"  # fmt: skip
+    print(header)
+    for F in (1, 8, 64):
+        for scheduler in ("random", "momentum"):
+            cfg = AsyncConfig(group_size=F, scheduler=scheduler)
+
+            def call(cfg=cfg):
+                with torch.no_grad():
+                    return async_.run(net, x, cfg, backend=args.backend)
+
+            r = call()
+            t = timed(call, args.repeats)
+            steps = float(r.records.micro_steps.sum())
+            print(f"{F:>3} {scheduler:>9} {1e3 * t:>9.2f} {B / t:>10.0f} {steps / t:>11.0f} "
+                  f"{float(r.records.total_spikes.mean()):>7.1f} {peak_memory_mb(call):>8.1f} "
+                  f"{t_sync / t:>7.2f}x")  # fmt: skip
+
+    print("\ncost follows events x fan-out (F = 8, random): hidden layer doubled, extra neurons silent")
+    cfg = AsyncConfig(group_size=8, scheduler="random")
+    for extra in (0, 200):
+        big = workload(200, extra)
+        with torch.no_grad():
+            r = async_.run(big, x, cfg, backend=args.backend)
+            t = timed(lambda big=big: async_.run(big, x, cfg, backend=args.backend), args.repeats)
+        synops = float(r.records.total_synops.sum())
+        spikes = float(r.records.total_spikes.mean())
+        print(f"  hidden {200 + extra}: {1e3 * t:.2f} ms, spikes/sample {spikes:.1f}, "
+              f"SynOps/batch {synops:.3g}, {1e9 * t / synops:.2f} ns per SynOp")  # fmt: skip
+
+    print("\ntraining step (forward + backward + Adam), reference engine, F = 1, random:")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    labels = torch.randint(0, 10, (B,), generator=g)
+    cfg = AsyncConfig(group_size=1, scheduler="random")
+
+    def step():
+        out = async_.run(net, x, cfg, backend="reference").output
+        loss = nn.functional.cross_entropy(out.sum(0), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    print(f"  {1e3 * timed(step, 2):.0f} ms / batch")
+
+
+if __name__ == "__main__":
+    main()
