@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import torch
 
 from asyncsnn.engines.async_config import AsyncConfig
+from asyncsnn.engines.events import SparseFrames
 from asyncsnn.engines.keys import MODULUS, SALT_DROPOUT, SALT_KEY, hash_int
 from asyncsnn.engines.records import Records, RunResult
 from asyncsnn.network import Network, apply_synapse
@@ -107,7 +108,7 @@ def run(
     record_queue: bool = False,
     backend: str = "auto",
 ) -> RunResult:
-    """Run ``network`` asynchronously on ``x`` ``[T, B, *input_shape]`` (event counts per frame).
+    """Run ``network`` asynchronously on ``x``: counts ``[T, B, *input_shape]`` or :class:`SparseFrames`.
 
     Returns ``output`` ``[T, B, n_out]`` (output spikes per frame, with gradient) and :class:`AsyncRecords`.
     ``labels`` ``[B]`` enables the "first correct output spike" records. ``state`` (one :class:`LIFState` per
@@ -117,10 +118,21 @@ def run(
     only) or ``"auto"``: numba when it is installed and the run needs no gradient, no queue trace and uses a
     built-in scheduler on CPU; the reference otherwise.
     """
-    check_input(network, x)
     config = config or AsyncConfig()
+    if isinstance(x, SparseFrames):
+        if x.frame_shape != network.input_shape:
+            raise ValueError(
+                f"events have frame shape {x.frame_shape}, the network expects {network.input_shape}"
+            )
+        chosen = _choose_backend(network, torch.empty(0, dtype=x.dtype), config, record_queue, backend)
+        if chosen == "numba":
+            return _run_numba(network, x, config, state, labels)
+        x = x.to_dense()
+    check_input(network, x)
     chosen = _choose_backend(network, x, config, record_queue, backend)
     if chosen == "numba":
+        if (x < 0).any():
+            raise ValueError("asynchronous input must be non-negative event counts")
         return _run_numba(network, x, config, state, labels)
     return _Runner(network, x, config, labels, record_queue).run(state)
 
@@ -157,10 +169,8 @@ def _choose_backend(network, x, config, record_queue, backend) -> str:
 def _run_numba(network, x, config, state, labels) -> RunResult:
     from asyncsnn.engines.kernels import run_numba
 
-    if (x < 0).any():
-        raise ValueError("asynchronous input must be non-negative event counts")
     out, spikes, synops, input_events, rec, v_list = run_numba(network, x, config, state, labels)
-    dtype = x.dtype
+    dtype, B = x.dtype, x.batch_size if isinstance(x, SparseFrames) else x.shape[1]
     col = lambda k: torch.from_numpy(rec[:, k].copy())  # noqa: E731
     records = AsyncRecords(
         input_events=torch.from_numpy(input_events).to(dtype),
@@ -177,7 +187,7 @@ def _run_numba(network, x, config, state, labels) -> RunResult:
         dropped_events=col(8).to(dtype),
         pending_at_end=col(9).to(dtype),
     )
-    state = [LIFState(v.reshape(x.shape[1], *layer.shape)) for v, layer in zip(v_list, network.layers)]
+    state = [LIFState(v.reshape(B, *layer.shape)) for v, layer in zip(v_list, network.layers)]
     return RunResult(out.to(dtype), records, state)
 
 

@@ -118,3 +118,18 @@ def test_auto_backend_uses_the_reference_when_gradients_are_needed():
         assert not async_.run(net, x).output.requires_grad
     with pytest.raises(ValueError, match="gradients"):
         async_.run(net, x, backend="numba")
+
+
+def test_sparse_frames_round_trip_and_give_the_same_run():
+    from asyncsnn.engines.events import SparseFrames
+
+    net = build("conv", [1, 1], 3, "zero", True)
+    x = (torch.rand(5, 2, *net.input_shape, generator=torch.Generator().manual_seed(4)) < 0.3).double() * 2
+    events = SparseFrames.from_dense(x)
+    assert torch.equal(events.to_dense(), x)
+    cfg = AsyncConfig(group_size=3, scheduler="momentum")
+    with torch.no_grad():
+        for backend in ("reference", "numba"):
+            assert_same(async_.run(net, x, cfg, backend=backend), async_.run(net, events, cfg, backend=backend))
+    with pytest.raises(ValueError, match="frame shape"):
+        async_.run(build("dense", [3, 2], 0, "zero", False), events)

@@ -63,69 +63,77 @@ def synapse_csr(network: Network, index: int) -> tuple[torch.Tensor, torch.Tenso
     return result
 
 
-def dense_to_events(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Input frames ``[T, B, ...]`` -> per (sample, frame) event lists ``(ptr [B*T+1], channel, count)``."""
-    T, B = x.shape[:2]
-    flat = x.reshape(T, B, -1).transpose(0, 1)  # [B, T, n_in]
-    b, t, i = flat.nonzero(as_tuple=True)  # lexicographic: sample, frame, channel
-    counts = torch.bincount(b * T + t, minlength=B * T)
-    ptr = torch.zeros(B * T + 1, dtype=torch.int64)
-    ptr[1:] = counts.cumsum(0)
-    return ptr.numpy(), i.numpy(), flat[b, t, i].double().numpy()
-
-
-def run_numba(network: Network, x: torch.Tensor, cfg, state, labels):
-    """Inference through the compiled kernel; returns ``(output, records fields dict, final v list)``."""
-    from asyncsnn.engines.kernels.numba_cpu import run_batch
-
-    T, B = x.shape[:2]
+def _network_arrays(network: Network, dtype: torch.dtype) -> dict:
+    """Everything the kernel needs to know about the network, as numpy arrays; cached until a parameter or
+    buffer changes (so repeated inference calls pay nothing here)."""
+    tensors = list(network.parameters()) + list(network.buffers())
+    stamp = (dtype, tuple((id(t), t._version) for t in tensors))
+    cached = network.__dict__.get("_kernel_arrays")
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     layers = network.layers
     L = len(layers)
-    dtype = x.dtype
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     sizes = np.array([layer.size for layer in layers], dtype=np.int64)
-    dense_src = np.zeros(L, dtype=np.bool_)
     neu_off = np.zeros(L + 1, dtype=np.int64)
     neu_off[1:] = np.cumsum(sizes)
-    src_sizes = [layers[0].in_size] + [int(s) for s in sizes[:-1]]
     src_off = np.zeros(L + 1, dtype=np.int64)
-    src_off[1:] = np.cumsum(src_sizes)
-    beta, thr, bias, reset_zero = [], [], [], []
-    ptrs, tgts, ws, fan = [], [], [], []
+    src_off[1:] = np.cumsum([layers[0].in_size] + [int(n) for n in sizes[:-1]])
+    parts: dict[str, list] = {k: [] for k in ("beta", "thr", "bias", "ptr", "tgt", "w", "fan")}
+    dense_src = np.zeros(L, dtype=np.bool_)
+    reset_zero = np.zeros(L, dtype=np.bool_)
     nnz = 0
     with torch.no_grad():
         for i, layer in enumerate(layers):
             p = layer.population.parameters_()
-            beta.append(torch.broadcast_to(p.beta, layer.shape).reshape(-1))
-            thr.append(torch.broadcast_to(p.threshold, layer.shape).reshape(-1))
+            parts["beta"].append(torch.broadcast_to(p.beta, layer.shape).reshape(-1))
+            parts["thr"].append(torch.broadcast_to(p.threshold, layer.shape).reshape(-1))
             zero = torch.zeros(1, *layer.in_shape, dtype=dtype)
-            bias.append(apply_synapse(layer.synapse, zero).reshape(-1))
-            reset_zero.append(p.reset == "zero")
+            parts["bias"].append(apply_synapse(layer.synapse, zero).reshape(-1))
+            reset_zero[i] = p.reset == "zero"
             ptr, tgt, w, dense_src[i] = synapse_csr(network, i)
-            ptrs.append((ptr[:-1] if i < L - 1 else ptr) + nnz)
+            parts["ptr"].append((ptr[:-1] if i < L - 1 else ptr) + nnz)
             nnz += int(ptr[-1])
-            tgts.append(tgt)
-            ws.append(w)
-            fan.append(network.fan_out(i).to(dtype))
-    as_np = lambda parts: torch.cat(parts).to(dtype).numpy().astype(np_dtype)  # noqa: E731
-    ev_ptr, ev_idx, ev_amp = dense_to_events(x)
-    v_init = (
-        np.zeros((B, int(neu_off[-1])), dtype=np_dtype)
-        if state is None
-        else torch.cat([s.v.reshape(B, -1) for s in state], 1).detach().to(dtype).numpy().copy()
-    )
+            parts["tgt"].append(tgt)
+            parts["w"].append(w)
+            parts["fan"].append(network.fan_out(i).double())
+    real = {k: torch.cat(parts[k]).to(dtype).numpy().astype(np_dtype) for k in ("beta", "thr", "bias", "w")}
+    arrays = dict(
+        L=L, sizes=sizes, neu_off=neu_off, src_off=src_off, dense_src=dense_src, reset_zero=reset_zero,
+        ptr=torch.cat(parts["ptr"]).numpy(), tgt=torch.cat(parts["tgt"]).numpy(),
+        fan=torch.cat(parts["fan"]).numpy(), np_dtype=np_dtype, **real,
+    )  # fmt: skip
+    network.__dict__["_kernel_arrays"] = (stamp, arrays)
+    return arrays
+
+
+def run_numba(network: Network, x, cfg, state, labels):
+    """Inference through the compiled kernel; ``x`` is a dense ``[T, B, ...]`` tensor or
+    :class:`~asyncsnn.engines.events.SparseFrames`. Returns numpy outputs and records."""
+    from asyncsnn.engines.events import SparseFrames
+    from asyncsnn.engines.kernels.numba_cpu import run_batch
+
+    events = x if isinstance(x, SparseFrames) else SparseFrames.from_dense(x)
+    T, B, dtype = events.num_steps, events.batch_size, events.dtype
+    a = _network_arrays(network, dtype)
+    np_dtype, L = a["np_dtype"], a["L"]
+    n_total = int(a["neu_off"][-1])
+    if state is None:
+        v_init = np.zeros((B, n_total), dtype=np_dtype)
+    else:
+        v_init = torch.cat([s.v.reshape(B, -1) for s in state], 1).detach().to(dtype).numpy().copy()
     lab = (labels if labels is not None else torch.full((B,), -1)).to(torch.int64).numpy()
-    out = np.zeros((T, B, int(sizes[-1])), dtype=np_dtype)
+    out = np.zeros((T, B, int(a["sizes"][-1])), dtype=np_dtype)
     v_final = np.zeros_like(v_init)
     spikes = np.zeros((B, L), dtype=np.float64)
     synops = np.zeros((B, L), dtype=np.float64)
     input_events = np.zeros(B, dtype=np.float64)
     rec = np.zeros((B, 10), dtype=np.float64)
     run_batch(
-        T, B, L, neu_off, src_off, dense_src,
-        as_np(beta), as_np(thr), as_np(bias), np.array(reset_zero),
-        torch.cat(ptrs).numpy(), torch.cat(tgts).numpy(), as_np(ws), torch.cat(fan).double().numpy(),
-        ev_ptr, ev_idx, ev_amp.astype(np_dtype),
+        T, B, L, a["neu_off"], a["src_off"], a["dense_src"],
+        a["beta"], a["thr"], a["bias"], a["reset_zero"],
+        a["ptr"], a["tgt"], a["w"], a["fan"],
+        events.ptr, events.channel, events.count.astype(np_dtype, copy=False),
         v_init, lab,
         cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed,
         cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",
@@ -135,5 +143,5 @@ def run_numba(network: Network, x: torch.Tensor, cfg, state, labels):
         out, v_final, spikes, synops, input_events, rec,
     )  # fmt: skip
     vt = torch.from_numpy(v_final)
-    v_list = [vt[:, neu_off[i] : neu_off[i + 1]] for i in range(L)]
+    v_list = [vt[:, a["neu_off"][i] : a["neu_off"][i + 1]] for i in range(L)]
     return torch.from_numpy(out), spikes, synops, input_events, rec, v_list
