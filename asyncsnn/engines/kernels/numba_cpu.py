@@ -33,19 +33,19 @@ N_STATE = 11
 _hash = njit(cache=True)(hash_int)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _key(sched_kind, seed, b, step, layer, neuron, membrane):
+    if sched_kind == SCHED_FIFO:
+        return float(step)
+    if sched_kind == SCHED_LAYER:
+        return float(layer)
     rand = _hash(seed, b, step, layer, neuron, SALT_KEY) / MODULUS
     if sched_kind == SCHED_RANDOM:
         return rand
-    if sched_kind == SCHED_MOMENTUM:
-        return -membrane + rand * 1e-12
-    if sched_kind == SCHED_FIFO:
-        return float(step)
-    return float(layer)
+    return -membrane + rand * 1e-12
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _enqueue(st, p_gid, p_key, p_amp, slot_of, gid, amp, key):
     """Add an event of amplitude ``amp``; a source already pending keeps its slot (and key)."""
     st[EMITTED] += amp
@@ -61,39 +61,12 @@ def _enqueue(st, p_gid, p_key, p_amp, slot_of, gid, amp, key):
     st[N_PEND] = n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _drop_all(st, p_gid, p_amp, slot_of):
     for q in range(int(st[N_PEND])):
         st[DROPPED] += p_amp[q]
         slot_of[p_gid[q]] = -1
     st[N_PEND] = 0
-
-
-@njit(cache=True)
-def _fire_check(st, j, layer, base, t, b, v, thr, refr, counts, reset_zero, refractory, sync_threshold,
-                out, spikes, label, out_layer, src_off, p_gid, p_key, p_amp, slot_of, sched_kind, seed):  # fmt: skip
-    """Evaluate neuron ``j`` (global index) after it received current; fire, reset, queue or read out."""
-    if refractory and refr[j]:
-        return
-    if counts[j] < sync_threshold or not v[j] > thr[j]:
-        return
-    u = v[j]
-    v[j] = 0.0 if reset_zero[layer] else u - thr[j]
-    refr[j] = True
-    spikes[b, layer] += 1.0
-    jj = j - base
-    if layer == out_layer:
-        out[t, b, jj] += 1.0
-        if np.isnan(st[FIRST_OUT]):
-            st[FIRST_OUT] = st[STEP]
-            st[SPK_OUT] = st[HIDDEN]
-        if jj == label and np.isnan(st[FIRST_COR]):
-            st[FIRST_COR] = st[STEP]
-            st[SPK_COR] = st[HIDDEN]
-    else:
-        st[HIDDEN] += 1.0
-        key = _key(sched_kind, seed, b, int(st[STEP]), layer, jj, u)
-        _enqueue(st, p_gid, p_key, p_amp, slot_of, src_off[layer + 1] + jj, 1.0, key)
 
 
 @njit(cache=True)
@@ -107,25 +80,30 @@ def _run_sample(
     max_steps, stop_after, carry_over,
     out, v_final, spikes, synops, input_events, rec,
 ):  # fmt: skip
-    """One sample ``b`` (see :func:`run_batch`)."""
+    """One sample ``b`` (see :func:`run_batch`).
+
+    Every frame runs *rounds*: round 0 delivers the whole input frame (prioritized) or queues its events
+    (scheduled); every later round is a micro-step. A round's events are delivered in one block of code,
+    source by source, each followed by the evaluation of the neurons it reached. Helpers with array arguments
+    stay out of the per-neuron loops: even inlined, such a call updates every array's reference count.
+    """
     N = v_init.shape[1]
     n_src = src_off[n_layers]
     out_layer = n_layers - 1
     v = v_init[b].copy()
     refr = np.zeros(N, dtype=np.bool_)
-    counts = np.zeros(N, dtype=v.dtype)
+    counts = np.zeros(N, dtype=v.dtype)  # events received this frame, per neuron (sparse blocks)
+    layer_count = np.zeros(n_layers, dtype=v.dtype)  # the same for dense blocks: one number per layer
     current = np.zeros(N, dtype=v.dtype)
     touched_flag = np.zeros(N, dtype=np.bool_)
     touched = np.empty(N, dtype=np.int64)
-    p_gid = np.empty(n_src, dtype=np.int64)
+    p_gid = np.empty(n_src, dtype=np.int64)  # pending queue: slots of (source gid, key, amplitude)
     p_key = np.empty(n_src, dtype=np.float64)
-    p_amp = np.empty(n_src, dtype=np.float64)
+    p_amp = np.empty(n_src, dtype=v.dtype)  # amplitudes are small whole numbers: exact in either precision
     slot_of = np.full(n_src, -1, dtype=np.int64)
     chosen = np.empty(group_size, dtype=np.int64)
-    chosen_gid = np.empty(group_size, dtype=np.int64)
-    chosen_amp = np.empty(group_size, dtype=np.float64)
-    sel_gid = np.empty(n_src, dtype=np.int64)  # events delivered in one group (input frame or micro-step)
-    sel_amp = np.empty(n_src, dtype=np.float64)
+    sel_gid = np.empty(n_src, dtype=np.int64)  # the events of this round, sorted by gid
+    sel_amp = np.empty(n_src, dtype=v.dtype)
     st = np.zeros(N_STATE)
     for k in (FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR):
         st[k] = np.nan
@@ -138,99 +116,143 @@ def _run_sample(
             v[n] = beta[n] * v[n] + bias[n]
         refr[:] = False
         counts[:] = 0.0
-        e0, e1 = ev_ptr[b * T + t], ev_ptr[b * T + t + 1]
-        if prioritized:  # the whole frame, delivered at once as one group from source 0
-            n_sel = 0
-            for e in range(e0, e1):
-                sel_gid[n_sel] = ev_idx[e]
-                sel_amp[n_sel] = ev_amp[e]
-                input_events[b] += ev_amp[e]
-                synops[b, 0] += ev_amp[e] * fan_out[ev_idx[e]]
-                n_sel += 1
-            if n_sel > 0:
-                _deliver_group(0, sel_gid, sel_amp, 0, n_sel, st, t, b, v, thr, refr, counts, current,
-                               touched_flag, touched, neu_off, dense_src, csr_ptr, csr_tgt, csr_w, reset_zero,
-                               refractory, hold, sync_threshold, out, spikes, label, out_layer, src_off,
-                               p_gid, p_key, p_amp, slot_of, sched_kind, seed)  # fmt: skip
-        else:
-            for e in range(e0, e1):
-                i = ev_idx[e]
-                key = _key(sched_kind, seed, b, int(st[STEP]), -1, i, ev_amp[e])
-                _enqueue(st, p_gid, p_key, p_amp, slot_of, i, ev_amp[e], key)
-        if stop_after >= 0 and not np.isnan(st[FIRST_OUT]) and st[STEP] >= st[FIRST_OUT] + stop_after:
-            st[DECISION] = st[STEP]
-            active = False
+        layer_count[:] = 0.0
         steps_in_frame = 0
+        rnd = -1
         while True:
-            n_pend = int(st[N_PEND])
-            if not active:
-                _drop_all(st, p_gid, p_amp, slot_of)
-                break
-            if n_pend == 0:
-                break
-            if max_steps >= 0 and steps_in_frame >= max_steps:
-                if not carry_over:
+            rnd += 1
+            n_sel = 0
+            if rnd == 0:
+                e0, e1 = ev_ptr[b * T + t], ev_ptr[b * T + t + 1]
+                if prioritized:  # the whole frame at once, from source 0; takes no micro-step
+                    for e in range(e0, e1):
+                        sel_gid[n_sel] = ev_idx[e]
+                        sel_amp[n_sel] = ev_amp[e]
+                        input_events[b] += ev_amp[e]
+                        synops[b, 0] += ev_amp[e] * fan_out[ev_idx[e]]
+                        n_sel += 1
+                else:
+                    for e in range(e0, e1):
+                        key = _key(sched_kind, seed, b, int(st[STEP]), -1, ev_idx[e], ev_amp[e])
+                        _enqueue(st, p_gid, p_key, p_amp, slot_of, ev_idx[e], ev_amp[e], key)
+            else:
+                n_pend = int(st[N_PEND])
+                if not active:
                     _drop_all(st, p_gid, p_amp, slot_of)
-                break
-            # select up to F pending events with the lowest (key, gid): F short scans of a short list
-            n_ch = 0
-            while n_ch < group_size and n_ch < n_pend:
-                best = -1
-                for q in range(n_pend):
-                    taken = False
-                    for c in range(n_ch):
-                        if chosen[c] == q:
-                            taken = True
-                            break
-                    if not taken and (
-                        best < 0
-                        or p_key[q] < p_key[best]
-                        or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
-                    ):
-                        best = q
-                chosen[n_ch] = best
-                n_ch += 1
-            for c in range(n_ch):
-                chosen_gid[c] = p_gid[chosen[c]]
-                chosen_amp[c] = p_amp[chosen[c]]
-            for c in range(1, n_ch):  # insertion sort by gid: sources in order, neurons in order
-                g, a = chosen_gid[c], chosen_amp[c]
-                d = c - 1
-                while d >= 0 and chosen_gid[d] > g:
-                    chosen_gid[d + 1] = chosen_gid[d]
-                    chosen_amp[d + 1] = chosen_amp[d]
-                    d -= 1
-                chosen_gid[d + 1] = g
-                chosen_amp[d + 1] = a
-            for c in range(n_ch):  # remove from the queue (swap with the last slot)
-                q = slot_of[chosen_gid[c]]
-                last = int(st[N_PEND]) - 1
-                if q != last:
-                    p_gid[q], p_key[q], p_amp[q] = p_gid[last], p_key[last], p_amp[last]
-                    slot_of[p_gid[q]] = q
-                slot_of[chosen_gid[c]] = -1
-                st[N_PEND] = last
-            st[STEP] += 1.0
-            steps_in_frame += 1
+                    break
+                if n_pend == 0:
+                    break
+                if max_steps >= 0 and steps_in_frame >= max_steps:
+                    if not carry_over:
+                        _drop_all(st, p_gid, p_amp, slot_of)
+                    break
+                # select up to F pending events with the lowest (key, gid): F short scans of a short list
+                while n_sel < group_size and n_sel < n_pend:
+                    best = -1
+                    for q in range(n_pend):
+                        taken = False
+                        for c in range(n_sel):
+                            if chosen[c] == q:
+                                taken = True
+                                break
+                        if not taken and (
+                            best < 0
+                            or p_key[q] < p_key[best]
+                            or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
+                        ):
+                            best = q
+                    chosen[n_sel] = best
+                    n_sel += 1
+                for c in range(n_sel):  # insertion sort by gid: sources in order, neurons in order
+                    g, a = p_gid[chosen[c]], p_amp[chosen[c]]
+                    d = c - 1
+                    while d >= 0 and sel_gid[d] > g:
+                        sel_gid[d + 1] = sel_gid[d]
+                        sel_amp[d + 1] = sel_amp[d]
+                        d -= 1
+                    sel_gid[d + 1] = g
+                    sel_amp[d + 1] = a
+                for c in range(n_sel):  # the selected events leave the queue (swap with the last slot)
+                    q = slot_of[sel_gid[c]]
+                    last = int(st[N_PEND]) - 1
+                    if q != last:
+                        p_gid[q], p_key[q], p_amp[q] = p_gid[last], p_key[last], p_amp[last]
+                        slot_of[p_gid[q]] = q
+                    slot_of[sel_gid[c]] = -1
+                    st[N_PEND] = last
+                st[STEP] += 1.0
+                steps_in_frame += 1
+            # ---- deliver the round's events, one source after the other ----------------------------
             c = 0
-            while c < n_ch:  # one group per source, in source order
+            while c < n_sel:
                 s = 0
-                while src_off[s + 1] <= chosen_gid[c]:
+                while src_off[s + 1] <= sel_gid[c]:
                     s += 1
+                base = neu_off[s]
+                n = neu_off[s + 1] - base
                 c0 = c
-                while c < n_ch and chosen_gid[c] < src_off[s + 1]:
-                    a = chosen_amp[c]
-                    st[DELIVERED] += a
-                    synops[b, s] += a * fan_out[chosen_gid[c]]
-                    if s == 0:
-                        input_events[b] += a
+                while c < n_sel and sel_gid[c] < src_off[s + 1]:
+                    if rnd > 0:
+                        st[DELIVERED] += sel_amp[c]
+                        synops[b, s] += sel_amp[c] * fan_out[sel_gid[c]]
+                        if s == 0:
+                            input_events[b] += sel_amp[c]
                     c += 1
-                _deliver_group(s, chosen_gid, chosen_amp, c0, c, st, t, b, v, thr, refr, counts, current,
-                               touched_flag, touched, neu_off, dense_src, csr_ptr, csr_tgt, csr_w, reset_zero,
-                               refractory, hold, sync_threshold, out, spikes, label, out_layer, src_off,
-                               p_gid, p_key, p_amp, slot_of, sched_kind, seed)  # fmt: skip
+                if dense_src[s]:  # every event reaches the whole layer in order: vectorised row updates
+                    cur = current[base : base + n]
+                    for e in range(c0, c):
+                        a = sel_amp[e]
+                        k0 = csr_ptr[sel_gid[e]]
+                        row = csr_w[k0 : k0 + n]
+                        for j in range(n):
+                            cur[j] += row[j] * a
+                        layer_count[s] += a  # every neuron of the layer receives the same events
+                    n_touch = n
+                else:
+                    n_touch = 0
+                    for e in range(c0, c):
+                        a = sel_amp[e]
+                        for k in range(csr_ptr[sel_gid[e]], csr_ptr[sel_gid[e] + 1]):
+                            j = base + csr_tgt[k]
+                            current[j] += csr_w[k] * a
+                            counts[j] += a
+                            if not touched_flag[j]:
+                                touched_flag[j] = True
+                                touched[n_touch] = j
+                                n_touch += 1
+                dense = dense_src[s]
+                for q in range(n_touch):  # integrate and evaluate every neuron reached
+                    if dense:
+                        j = base + q
+                    else:
+                        j = touched[q]
+                        touched_flag[j] = False
+                    if not (refractory and hold and refr[j]):
+                        v[j] += current[j]
+                    current[j] = 0.0
+                    received = layer_count[s] if dense else counts[j]
+                    if (refractory and refr[j]) or received < sync_threshold or not v[j] > thr[j]:
+                        continue
+                    u = v[j]  # fire: reset, then read out or queue
+                    v[j] = 0.0 if reset_zero[s] else u - thr[j]
+                    refr[j] = True
+                    spikes[b, s] += 1.0
+                    jj = j - base
+                    if s == out_layer:
+                        out[t, b, jj] += 1.0
+                        if np.isnan(st[FIRST_OUT]):
+                            st[FIRST_OUT] = st[STEP]
+                            st[SPK_OUT] = st[HIDDEN]
+                        if jj == label and np.isnan(st[FIRST_COR]):
+                            st[FIRST_COR] = st[STEP]
+                            st[SPK_COR] = st[HIDDEN]
+                    else:
+                        st[HIDDEN] += 1.0
+                        key = _key(sched_kind, seed, b, int(st[STEP]), s, jj, u)
+                        _enqueue(st, p_gid, p_key, p_amp, slot_of, src_off[s + 1] + jj, 1.0, key)
             if stop_after >= 0 and not np.isnan(st[FIRST_OUT]) and st[STEP] >= st[FIRST_OUT] + stop_after:
-                st[DECISION] = st[STEP]
+                if active:
+                    st[DECISION] = st[STEP]
                 active = False
     pend_end = 0.0
     for q in range(int(st[N_PEND])):
@@ -246,45 +268,6 @@ def _run_sample(
     rec[b, 7] = st[DELIVERED]
     rec[b, 8] = st[DROPPED]
     rec[b, 9] = pend_end
-
-
-@njit(cache=True)
-def _deliver_group(s, gids, amps, c0, c1, st, t, b, v, thr, refr, counts, current, touched_flag, touched,
-                   neu_off, dense_src, csr_ptr, csr_tgt, csr_w, reset_zero, refractory, hold, sync_threshold,
-                   out, spikes, label, out_layer, src_off, p_gid, p_key, p_amp, slot_of, sched_kind, seed):  # fmt: skip
-    """Deliver events ``gids[c0:c1]`` of source ``s`` into layer ``s``, then evaluate every neuron reached."""
-    base = neu_off[s]
-    n = neu_off[s + 1] - base
-    if dense_src[s]:  # every event reaches the whole layer, in order: contiguous row updates
-        for c in range(c0, c1):
-            a = amps[c]
-            k0 = csr_ptr[gids[c]]
-            for j in range(n):
-                current[base + j] += csr_w[k0 + j] * a
-                counts[base + j] += a
-        n_touch = n
-        for j in range(n):
-            touched[j] = base + j
-    else:
-        n_touch = 0
-        for c in range(c0, c1):
-            a = amps[c]
-            for k in range(csr_ptr[gids[c]], csr_ptr[gids[c] + 1]):
-                j = base + csr_tgt[k]
-                current[j] += csr_w[k] * a
-                counts[j] += a
-                if not touched_flag[j]:
-                    touched_flag[j] = True
-                    touched[n_touch] = j
-                    n_touch += 1
-    for q in range(n_touch):
-        j = touched[q]
-        touched_flag[j] = False
-        if not (refractory and hold and refr[j]):
-            v[j] += current[j]
-        current[j] = 0.0
-        _fire_check(st, j, s, base, t, b, v, thr, refr, counts, reset_zero, refractory, sync_threshold,
-                    out, spikes, label, out_layer, src_off, p_gid, p_key, p_amp, slot_of, sched_kind, seed)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
