@@ -19,6 +19,10 @@ SUMMARY_KEYS = [
     "synops",
     "spike_density",
     "frames_to_first_output",
+    "micro_steps_to_first_output",
+    "micro_steps_to_decision",
+    "spikes_before_first_output",
+    "spikes_before_first_correct",
 ]
 
 
@@ -147,7 +151,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "MNIST subset (8,000 train / 2,000 test images, rate-coded over 25 frames).\n"
     )
     ns = argparse.Namespace(config=None, resume=False, no_progress=args.no_progress, no_plots=False)
-    return cmd_train(ns, preset)
+    cmd_train(ns, preset)
+    _demo_async(Path(args.out), progress=not args.no_progress)
+    return 0
+
+
+def _demo_async(out_dir: Path, progress: bool) -> None:
+    """Run the trained network asynchronously and compare with the synchronous test metrics."""
+    import json
+
+    from asyncsnn.config import TrainConfig
+    from asyncsnn.data import load_dataset
+    from asyncsnn.engines.kernels import numba_available
+    from asyncsnn.training.checkpoint import load_checkpoint, write_json
+    from asyncsnn.training.trainer import engine_for, evaluate, make_encoder_for, network_from_checkpoint
+
+    if not numba_available():
+        print("\n(to also see the network run asynchronously: pip install 'asyncsnn[fast]')")
+        return
+    network, config = network_from_checkpoint(load_checkpoint(out_dir))
+    overrides = {"engine": "async", "scheduler": "momentum", "group_size": 8}
+    async_config = TrainConfig.from_dict({**config.to_dict(), **overrides})
+    print("\nThe same weights, run asynchronously (event-driven: momentum scheduler, F = 8 events per")
+    print("micro-step; the first run compiles the kernel, about a minute):")
+    data = load_dataset(config.dataset, "test", config.data_dir)
+    metrics = evaluate(
+        network, data, make_encoder_for(config), batch_size=256, seed=config.seed, progress=progress,
+        desc="async eval", run=engine_for(async_config),
+    )  # fmt: skip
+    synchronous = json.loads((out_dir / "metrics.json").read_text())["test"]
+    print()
+    _print_summary([("layer-synchronous", synchronous), ("asynchronous", metrics)])
+    path = out_dir / "eval_builtin_test_async.json"
+    write_json({"config": async_config.to_dict(), "metrics": metrics}, path)
+    print(f"\nasync metrics (JSON): {path}")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
