@@ -124,12 +124,18 @@ def run(
             raise ValueError(
                 f"events have frame shape {x.frame_shape}, the network expects {network.input_shape}"
             )
-        chosen = _choose_backend(network, torch.empty(0, dtype=x.dtype), config, record_queue, backend)
+        chosen = _choose_backend(network, torch.empty(0, dtype=x.dtype), config, record_queue, backend, state)
+        if chosen == "numba-train":
+            return _run_numba_train(network, x, config, labels)
         if chosen == "numba":
             return _run_numba(network, x, config, state, labels)
         x = x.to_dense()
     check_input(network, x)
-    chosen = _choose_backend(network, x, config, record_queue, backend)
+    chosen = _choose_backend(network, x, config, record_queue, backend, state)
+    if chosen == "numba-train":
+        if (x < 0).any():
+            raise ValueError("asynchronous input must be non-negative event counts")
+        return _run_numba_train(network, x, config, labels)
     if chosen == "numba":
         if (x < 0).any():
             raise ValueError("asynchronous input must be non-negative event counts")
@@ -140,8 +146,8 @@ def run(
 BACKENDS = ("auto", "reference", "numba")
 
 
-def _choose_backend(network, x, config, record_queue, backend) -> str:
-    from asyncsnn.engines.kernels import numba_available, scheduler_id
+def _choose_backend(network, x, config, record_queue, backend, state=None) -> str:
+    from asyncsnn.engines.kernels import numba_available, numba_trainable, scheduler_id
 
     if backend not in BACKENDS:
         raise ValueError(f"backend: {backend!r} is not allowed; choose one of {BACKENDS}")
@@ -151,28 +157,44 @@ def _choose_backend(network, x, config, record_queue, backend) -> str:
     dropout = network.training and config.refractory and config.refractory_dropout > 0
     reasons = [
         (not numba_available(), "numba is not installed (pip install 'asyncsnn[fast]')"),
-        (needs_grad, "gradients are needed (run under torch.no_grad() for inference)"),
         (record_queue, "record_queue is only recorded by the reference"),
         (scheduler_id(config.scheduler_instance) is None, "custom schedulers run on the reference"),
         (x.device.type != "cpu", "the numba kernel runs on CPU"),
-        (dropout, "refractory dropout is a training feature of the reference"),
         (not all(isinstance(layer.population, LIF) for layer in network.layers), "LIF populations only"),
     ]
+    if needs_grad or dropout:  # the compiled training path: dense blocks only, from rest
+        reasons.append(
+            (
+                not all(isinstance(layer.population, LIF) for layer in network.layers)
+                or not numba_trainable(network),
+                "training needs dense (nn.Linear) blocks on numba",
+            )
+        )
+        reasons.append((x.requires_grad, "gradients with respect to the input need the reference"))
+        reasons.append((state is not None, "training from a given state needs the reference"))
+    else:
+        reasons.append((dropout, "refractory dropout is a training feature"))
     blocked = [why for cond, why in reasons if cond]
     if backend == "numba" and blocked:
         raise ValueError("backend='numba' cannot run this: " + "; ".join(blocked))
     if backend == "reference" or blocked:
         return "reference"
-    return "numba"
+    return "numba-train" if (needs_grad or dropout) else "numba"
 
 
-def _run_numba(network, x, config, state, labels) -> RunResult:
-    from asyncsnn.engines.kernels import run_numba
+def _run_numba_train(network, x, config, labels) -> RunResult:
+    from asyncsnn.engines.kernels import run_numba_train
 
-    out, spikes, synops, input_events, rec, v_list = run_numba(network, x, config, state, labels)
-    dtype, B = x.dtype, x.batch_size if isinstance(x, SparseFrames) else x.shape[1]
+    out, job = run_numba_train(network, x, config, labels)
+    dtype = out.dtype
+    return RunResult(
+        out, _records_from_kernel(job.spikes, job.synops, job.input_events, job.rec, dtype), None
+    )
+
+
+def _records_from_kernel(spikes, synops, input_events, rec, dtype) -> AsyncRecords:
     col = lambda k: torch.from_numpy(rec[:, k].copy())  # noqa: E731
-    records = AsyncRecords(
+    return AsyncRecords(
         input_events=torch.from_numpy(input_events).to(dtype),
         spikes=[torch.from_numpy(spikes[:, i].copy()).to(dtype) for i in range(spikes.shape[1])],
         synops=[torch.from_numpy(synops[:, i].copy()).to(dtype) for i in range(synops.shape[1])],
@@ -187,6 +209,14 @@ def _run_numba(network, x, config, state, labels) -> RunResult:
         dropped_events=col(8).to(dtype),
         pending_at_end=col(9).to(dtype),
     )
+
+
+def _run_numba(network, x, config, state, labels) -> RunResult:
+    from asyncsnn.engines.kernels import run_numba
+
+    out, spikes, synops, input_events, rec, v_list = run_numba(network, x, config, state, labels)
+    dtype, B = x.dtype, x.batch_size if isinstance(x, SparseFrames) else x.shape[1]
+    records = _records_from_kernel(spikes, synops, input_events, rec, dtype)
     state = [LIFState(v.reshape(B, *layer.shape)) for v, layer in zip(v_list, network.layers)]
     return RunResult(out.to(dtype), records, state)
 

@@ -109,15 +109,17 @@ def test_float32_networks_agree_on_a_realistic_workload():
         assert math.isclose(ref.records.total_spikes.sum(), fast.records.total_spikes.sum(), rel_tol=0.02)
 
 
-def test_auto_backend_uses_the_reference_when_gradients_are_needed():
+def test_backend_choice_for_training():
     net = build("dense", [4, 3, 2], 0, "zero", False)
     x = torch.ones(2, 1, 4, dtype=torch.float64)
-    r = async_.run(net, x)  # parameters require grad and grad mode is on: reference, differentiable
-    assert r.output.requires_grad
+    assert async_.run(net, x).output.requires_grad  # compiled training path: differentiable
     with torch.no_grad():
         assert not async_.run(net, x).output.requires_grad
-    with pytest.raises(ValueError, match="gradients"):
-        async_.run(net, x, backend="numba")
+    conv = build("conv", [1, 1], 0, "zero", False)
+    xc = torch.ones(2, 1, *conv.input_shape, dtype=torch.float64)
+    assert async_.run(conv, xc).output.requires_grad  # conv training falls back to the reference
+    with pytest.raises(ValueError, match="dense"):
+        async_.run(conv, xc, backend="numba")
 
 
 def test_sparse_frames_round_trip_and_give_the_same_run():
@@ -135,3 +137,58 @@ def test_sparse_frames_round_trip_and_give_the_same_run():
             )
     with pytest.raises(ValueError, match="frame shape"):
         async_.run(build("dense", [3, 2], 0, "zero", False), events)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(1, 7), min_size=2, max_size=4),
+    group_size=st.integers(1, 5),
+    scheduler=st.sampled_from(["random", "momentum", "fifo", "layer"]),
+    input_mode=st.sampled_from(["prioritized", "scheduled"]),
+    max_steps=st.one_of(st.none(), st.integers(1, 4)),
+    stop_after_output=st.one_of(st.none(), st.integers(0, 3)),
+    carry_over=st.booleans(),
+    refractory=st.booleans(),
+    hold=st.booleans(),
+    dropout=st.sampled_from([0.0, 0.3]),
+    sync_threshold=st.integers(0, 2),
+    reset=st.sampled_from(["zero", "subtract"]),
+    detach_reset=st.booleans(),
+    surrogate=st.sampled_from(["atan", "fast_sigmoid", "sigmoid"]),
+    bias=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_compiled_training_path_gives_the_reference_gradients(
+    sizes, group_size, scheduler, input_mode, max_steps, stop_after_output, carry_over, refractory, hold,
+    dropout, sync_threshold, reset, detach_reset, surrogate, bias, seed,
+):  # fmt: skip
+    torch.manual_seed(seed)
+    mods = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        lif = LIF(tau=20.0, threshold=0.5, reset=reset, detach_reset=detach_reset, surrogate=surrogate)
+        mods += [nn.Linear(a, b, bias=bias), lif]
+    net = Network(*mods, input_shape=(sizes[0],)).double()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 3, (6, 3, sizes[0]), generator=g).double()
+    x = x * (torch.rand(x.shape, generator=g) < 0.5)
+    cfg = AsyncConfig(
+        group_size=group_size, scheduler=scheduler, input_mode=input_mode, max_steps=max_steps,
+        stop_after_output=stop_after_output, carry_over=carry_over, refractory=refractory,
+        refractory_dropout=dropout if refractory else 0.0, refractory_current="hold" if hold else "integrate",
+        sync_threshold=sync_threshold, seed=seed,
+    )  # fmt: skip
+    labels = torch.randint(0, sizes[-1], (3,), generator=g)
+    ref = async_.run(net, x, cfg, labels=labels, backend="reference")
+    fast = async_.run(net, x, cfg, labels=labels, backend="numba")
+    assert fast.output.requires_grad
+    assert torch.equal(ref.output.detach(), fast.output.detach())
+    for name in RECORDS:
+        a, b = getattr(ref.records, name), getattr(fast.records, name)
+        assert torch.allclose(a.double(), b.double(), equal_nan=True, rtol=0, atol=0), name
+    w = torch.randn(ref.output.shape, generator=g, dtype=torch.float64)
+    params = list(net.parameters())
+    for ga, gb in zip(
+        torch.autograd.grad((ref.output * w).sum(), params),
+        torch.autograd.grad((fast.output * w).sum(), params),
+    ):
+        torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-12)

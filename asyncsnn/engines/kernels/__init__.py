@@ -88,7 +88,8 @@ def _network_arrays(network: Network, dtype: torch.dtype) -> dict:
             p = layer.population.parameters_()
             parts["beta"].append(torch.broadcast_to(p.beta, layer.shape).reshape(-1))
             parts["thr"].append(torch.broadcast_to(p.threshold, layer.shape).reshape(-1))
-            zero = torch.zeros(1, *layer.in_shape, dtype=dtype)
+            param = next(layer.synapse.parameters(), None)
+            zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype if param is not None else dtype)
             parts["bias"].append(apply_synapse(layer.synapse, zero).reshape(-1))
             reset_zero[i] = p.reset == "zero"
             ptr, tgt, w, dense_src[i] = synapse_csr(network, i)
@@ -145,3 +146,121 @@ def run_numba(network: Network, x, cfg, state, labels):
     vt = torch.from_numpy(v_final)
     v_list = [vt[:, a["neu_off"][i] : a["neu_off"][i + 1]] for i in range(L)]
     return torch.from_numpy(out), spikes, synops, input_events, rec, v_list
+
+
+def numba_trainable(network: Network) -> bool:
+    """The compiled training path handles networks whose every synapse block is dense (``nn.Linear``)."""
+    return all(synapse_csr(network, i)[3] for i in range(len(network.layers)))
+
+
+class _AsyncTrain(torch.autograd.Function):
+    """Forward through the compiled schedule with a tape; backward replays the tape (gradient rules R1-R4)."""
+
+    @staticmethod
+    def forward(ctx, weights, bias, job):  # type: ignore[override]
+        out = job.forward(weights.detach().double().numpy(), bias.detach().double().numpy())
+        ctx.job = job
+        ctx.dtypes = (weights.dtype, bias.dtype)
+        return out.to(weights.dtype)
+
+    @staticmethod
+    def backward(ctx, g_out):  # type: ignore[override]
+        g_w, g_b = ctx.job.backward(g_out.detach().double().contiguous().numpy())
+        return torch.from_numpy(g_w).to(ctx.dtypes[0]), torch.from_numpy(g_b).to(ctx.dtypes[1]), None
+
+
+class _TrainJob:
+    """Holds the arrays and per-sample tapes between the forward and the backward pass."""
+
+    def __init__(self, network: Network, events, cfg, labels, threads: int) -> None:
+        self.network, self.events, self.cfg, self.threads = network, events, cfg, threads
+        a = _network_arrays(network, torch.float64)
+        self.a = a
+        L = a["L"]
+        self.layer_of = np.repeat(np.arange(L), a["sizes"])
+        pops = [layer.population for layer in network.layers]
+        self.detach_reset = np.array([p.detach_reset for p in pops])
+        from asyncsnn.engines.kernels.numba_train import SURROGATE_IDS
+
+        self.sg_kind = np.array([SURROGATE_IDS[p.surrogate.name] for p in pops], dtype=np.int64)
+        self.sg_scale = np.array([float(p.surrogate.scale) for p in pops])
+        B = events.batch_size
+        self.labels = (labels if labels is not None else torch.full((B,), -1)).to(torch.int64).numpy()
+        self.spikes = np.zeros((B, L))
+        self.synops = np.zeros((B, L))
+        self.input_events = np.zeros(B)
+        self.rec = np.zeros((B, 10))
+        self.dropout = cfg.refractory_dropout if (network.training and cfg.refractory) else 0.0
+
+    def _chunks(self):
+        B = self.events.batch_size
+        n = max(1, min(self.threads, B))
+        return [range(k, B, n) for k in range(n)]
+
+    def forward(self, weights: np.ndarray, bias: np.ndarray) -> torch.Tensor:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from asyncsnn.engines.kernels.numba_train import forward_sample
+
+        a, ev, cfg = self.a, self.events, self.cfg
+        self.w = weights
+        T, B = ev.num_steps, ev.batch_size
+        out = np.zeros((T, B, int(a["sizes"][-1])))
+        self.tapes: list = [None] * B
+        count = ev.count.astype(np.float64)
+
+        def work(samples):
+            for b in samples:
+                self.tapes[b] = forward_sample(
+                    b, T, a["L"], a["neu_off"], a["src_off"],
+                    a["beta"].astype(np.float64), a["thr"].astype(np.float64), bias, a["reset_zero"],
+                    a["ptr"], weights, a["fan"], ev.ptr, ev.channel, count,
+                    self.labels, cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed,
+                    cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",
+                    float(cfg.sync_threshold), -1 if cfg.max_steps is None else cfg.max_steps,
+                    -1 if cfg.stop_after_output is None else cfg.stop_after_output, cfg.carry_over,
+                    self.dropout, out, self.spikes, self.synops, self.input_events, self.rec,
+                )  # fmt: skip
+
+        with ThreadPoolExecutor(len(self._chunks())) as pool:
+            list(pool.map(work, self._chunks()))
+        return torch.from_numpy(out)
+
+    def backward(self, g_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from asyncsnn.engines.kernels.numba_train import backward_sample
+
+        a = self.a
+        chunks = self._chunks()
+        g_ws = [np.zeros_like(self.w) for _ in chunks]
+        g_bs = [np.zeros(int(a["neu_off"][-1])) for _ in chunks]
+        beta, thr = a["beta"].astype(np.float64), a["thr"].astype(np.float64)
+
+        def work(k):
+            for b in chunks[k]:
+                backward_sample(
+                    b, *self.tapes[b], g_out, a["neu_off"], self.layer_of, beta, thr, a["reset_zero"],
+                    self.detach_reset, self.sg_kind, self.sg_scale, a["ptr"], self.w, g_ws[k], g_bs[k],
+                )  # fmt: skip
+
+        with ThreadPoolExecutor(len(chunks)) as pool:
+            list(pool.map(work, range(len(chunks))))
+        return sum(g_ws), sum(g_bs)
+
+
+def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None):
+    """Differentiable run through the compiled training path (dense networks). Returns the output (with a
+    gradient to the parameters) and the job holding the records."""
+    from asyncsnn.engines.events import SparseFrames
+
+    events = x if isinstance(x, SparseFrames) else SparseFrames.from_dense(x)
+    job = _TrainJob(network, events, cfg, labels, threads or torch.get_num_threads())
+    weights, bias = [], []
+    for layer in network.layers:
+        linear = [m for m in layer.synapse if isinstance(m, torch.nn.Linear)][0]
+        weights.append(linear.weight.t().reshape(-1))  # the CSR rows of a dense block, differentiable
+        zero = torch.zeros(1, *layer.in_shape, dtype=linear.weight.dtype)
+        bias.append(apply_synapse(layer.synapse, zero).reshape(-1))
+    out = _AsyncTrain.apply(torch.cat(weights), torch.cat(bias), job)
+    return out, job
