@@ -186,10 +186,17 @@ def _run_numba_train(network, x, config, labels) -> RunResult:
     from asyncsnn.engines.kernels import run_numba_train
 
     out, job = run_numba_train(network, x, config, labels)
-    dtype = out.dtype
-    return RunResult(
-        out, _records_from_kernel(job.spikes, job.synops, job.input_events, job.rec, dtype), None
-    )
+    dtype, B = out.dtype, out.shape[1]
+    records = _records_from_kernel(job.spikes, job.synops, job.input_events, job.rec, dtype)
+    v = torch.from_numpy(job.v_final).to(dtype)
+    offsets = [0]
+    for layer in network.layers:
+        offsets.append(offsets[-1] + layer.size)
+    state = [  # final membranes as values (the gradient flows through the output only)
+        LIFState(v[:, offsets[i] : offsets[i + 1]].reshape(B, *layer.shape))
+        for i, layer in enumerate(network.layers)
+    ]
+    return RunResult(out, records, state)
 
 
 def _records_from_kernel(spikes, synops, input_events, rec, dtype) -> AsyncRecords:

@@ -206,6 +206,7 @@ class _TrainJob:
         self.w = weights
         T, B = ev.num_steps, ev.batch_size
         out = np.zeros((T, B, int(a["sizes"][-1])))
+        self.v_final = np.zeros((B, int(a["neu_off"][-1])))
         self.tapes: list = [None] * B
         count = ev.count.astype(np.float64)
 
@@ -219,7 +220,7 @@ class _TrainJob:
                     cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",
                     float(cfg.sync_threshold), -1 if cfg.max_steps is None else cfg.max_steps,
                     -1 if cfg.stop_after_output is None else cfg.stop_after_output, cfg.carry_over,
-                    self.dropout, out, self.spikes, self.synops, self.input_events, self.rec,
+                    self.dropout, out, self.v_final, self.spikes, self.synops, self.input_events, self.rec,
                 )  # fmt: skip
 
         with ThreadPoolExecutor(len(self._chunks())) as pool:

@@ -65,7 +65,7 @@ def forward_sample(
     ev_ptr, ev_idx, ev_amp,
     labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over, dropout,
-    out, spikes, synops, input_events, rec,
+    out, v_final, spikes, synops, input_events, rec,
 ):  # fmt: skip
     """One sample, dense blocks only; returns the tape ``(ops, evals, items, held, outs)`` as arrays."""
     N = neu_off[n_layers]
@@ -372,6 +372,7 @@ def forward_sample(
     pend_end = 0.0
     for q in range(int(st[N_PEND])):
         pend_end += p_amp[q]
+    v_final[b] = v
     rec[b, 0] = st[STEP]
     rec[b, 1] = st[FIRST_OUT]
     rec[b, 2] = st[FIRST_COR]
