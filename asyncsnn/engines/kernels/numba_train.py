@@ -47,6 +47,20 @@ def _reserve(a, used, extra):
     return b
 
 
+@njit(cache=True)
+def _grow_all(it_gid, it_amp, it_head, held, op_kind, op_a, op_b, op_c, op_d, ev_neuron, ev_u, ev_kind,
+              ev_next, out_t, out_k, out_id, n_it, extra, n_held, n_op, n_ev, n_out, n):  # fmt: skip
+    """Room on the tape for one more delivery: its items, held flags, and up to ``n`` evaluations."""
+    return (
+        _reserve(it_gid, n_it, extra), _reserve(it_amp, n_it, extra), _reserve(it_head, n_it, extra),
+        _reserve(held, n_held, n), _reserve(op_kind, n_op, n + 1), _reserve(op_a, n_op, n + 1),
+        _reserve(op_b, n_op, n + 1), _reserve(op_c, n_op, n + 1), _reserve(op_d, n_op, n + 1),
+        _reserve(ev_neuron, n_ev, n), _reserve(ev_u, n_ev, n), _reserve(ev_kind, n_ev, n),
+        _reserve(ev_next, n_ev, n), _reserve(out_t, n_out, n), _reserve(out_k, n_out, n),
+        _reserve(out_id, n_out, n),
+    )  # fmt: skip
+
+
 @njit(cache=True, inline="always")
 def _surrogate(kind, scale, x):
     if kind == 0:
@@ -234,22 +248,19 @@ def forward_sample(
                 has_real = c1 > c0
                 item0 = n_it
                 extra = c1 - c0 + (neu_off[s] - neu_off[s - 1] if s > 0 else 0)  # events + possible rides
-                it_gid = _reserve(it_gid, n_it, extra)
-                it_amp = _reserve(it_amp, n_it, extra)
-                it_head = _reserve(it_head, n_it, extra)
-                held = _reserve(held, n_held, n)
-                op_kind = _reserve(op_kind, n_op, n + 1)  # the delivery and up to n evaluations
-                op_a = _reserve(op_a, n_op, n + 1)
-                op_b = _reserve(op_b, n_op, n + 1)
-                op_c = _reserve(op_c, n_op, n + 1)
-                op_d = _reserve(op_d, n_op, n + 1)
-                ev_neuron = _reserve(ev_neuron, n_ev, n)
-                ev_u = _reserve(ev_u, n_ev, n)
-                ev_kind = _reserve(ev_kind, n_ev, n)
-                ev_next = _reserve(ev_next, n_ev, n)
-                out_t = _reserve(out_t, n_out, n)
-                out_k = _reserve(out_k, n_out, n)
-                out_id = _reserve(out_id, n_out, n)
+                if (  # grow the tape only when needed: a call per array per delivery would cost more
+                    n_it + extra > it_gid.shape[0]
+                    or n_held + n > held.shape[0]
+                    or n_op + n + 1 > op_kind.shape[0]
+                    or n_ev + n > ev_u.shape[0]
+                    or n_out + n > out_t.shape[0]
+                ):
+                    grown = _grow_all(it_gid, it_amp, it_head, held, op_kind, op_a, op_b, op_c, op_d,
+                                      ev_neuron, ev_u, ev_kind, ev_next, out_t, out_k, out_id,
+                                      n_it, extra, n_held, n_op, n_ev, n_out, n)  # fmt: skip
+                    it_gid, it_amp, it_head, held, op_kind, op_a, op_b, op_c = grown[:8]
+                    op_d, ev_neuron, ev_u, ev_kind, ev_next, out_t, out_k, out_id = grown[8:]
+
                 cur = current[base : base + n]
                 for e in range(c0, c1):
                     it_gid[n_it] = sel_gid[e]
@@ -388,7 +399,7 @@ def forward_sample(
             out_t[:n_out], out_k[:n_out], out_id[:n_out])  # fmt: skip
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)  # lets the row dot products vectorise (reassociated sums)
 def backward_sample(
     b, op_kind, op_a, op_b, op_c, op_d, ev_neuron, ev_u, ev_kind, ev_next, it_gid, it_amp, it_head, held,
     out_t, out_k, out_id, g_out, neu_off, layer_of, beta, thr, reset_zero, detach_reset, sg_kind, sg_scale,
