@@ -5,7 +5,7 @@ dt / tau = 10 (dt = 1 ms, tau = 0.1 ms), threshold 0.3, batch 32 (CPU). For F in
 momentum schedulers it prints milliseconds per batch (median), samples/s, micro-steps/s, spikes per sample
 and peak memory of the call, and the ratio to our layer-synchronous engine run in the same process. Then it
 doubles the hidden layer at a fixed spike count (the extra neurons never fire) to show that the cost follows
-delivered events x fan-out, and times one training step of the (differentiable) reference engine.
+delivered events x fan-out, and times a training step on the compiled path and on the reference engine.
 
     pip install -e '.[fast]'
     python benchmarks/async_engine.py [--batch 32] [--repeats 20] [--backend auto|numba|reference]
@@ -119,19 +119,25 @@ def main() -> None:
         print(f"  hidden {200 + extra}: {1e3 * t:.2f} ms, spikes/sample {spikes:.1f}, "
               f"SynOps/batch {synops:.3g}, {1e9 * t / synops:.2f} ns per SynOp")  # fmt: skip
 
-    print("\ntraining step (forward + backward + Adam), reference engine, F = 1, random:")
+    print("\ntraining step through the schedule (forward + backward + Adam), random scheduler:")
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     labels = torch.randint(0, 10, (B,), generator=g)
-    cfg = AsyncConfig(group_size=1, scheduler="random")
+    for F, backend, repeats in (
+        (1, args.backend, args.repeats),
+        (8, args.backend, args.repeats),
+        (1, "reference", 1),
+    ):
+        cfg = AsyncConfig(group_size=F, scheduler="random")
 
-    def step():
-        out = async_.run(net, x, cfg, backend="reference").output
-        loss = nn.functional.cross_entropy(out.sum(0), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        def step(cfg=cfg, backend=backend):
+            out = async_.run(net, events, cfg, backend=backend).output
+            loss = nn.functional.cross_entropy(out.sum(0), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 
-    print(f"  {1e3 * timed(step, 2):.0f} ms / batch")
+        name = "compiled" if backend != "reference" else "reference"
+        print(f"  F = {F}, {name:9s}: {1e3 * timed(step, repeats):.1f} ms / batch")
 
 
 if __name__ == "__main__":
