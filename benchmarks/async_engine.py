@@ -14,11 +14,10 @@ delivered events x fan-out, and times a training step on the compiled path and o
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import tracemalloc
 
 import torch
+from common import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from torch import nn
 
 from asyncsnn import LIF, Network
@@ -47,17 +46,6 @@ def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0) -> Network
     return Network(
         fc1, LIF(tau=0.1, threshold=threshold), fc2, LIF(tau=0.1, threshold=0.3), input_shape=(2312,)
     )
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def peak_memory_mb(fn) -> float:

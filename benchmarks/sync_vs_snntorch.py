@@ -12,26 +12,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 
 import torch
+from common import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from torch import nn
 
 from asyncsnn import LIF, Network
 from asyncsnn.engines import sync
-
-
-def timed(fn, repeats: int) -> float:
-    """Median wall time of ``fn`` in milliseconds, after three warm-up calls."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def main() -> None:
@@ -121,7 +108,7 @@ def main() -> None:
         ("inference / batch", infer_ours, infer_theirs),
         ("training step / batch", train_ours, train_theirs),
     ):
-        ta, tb = timed(a, args.repeats), timed(b, args.repeats)
+        ta, tb = 1e3 * timed(a, args.repeats), 1e3 * timed(b, args.repeats)
         print(f"{name:24s}{ta:14.2f}{tb:15.2f}{tb / ta:9.2f}x")
 
 

@@ -69,6 +69,45 @@ def _drop_all(st, p_gid, p_amp, slot_of):
     st[N_PEND] = 0
 
 
+@njit(cache=True, inline="always")
+def _select_lowest(p_key, p_gid, n_pend, group_size, chosen):
+    """Slots of up to ``group_size`` pending events with the lowest (key, gid): F short scans of a short list."""
+    n_sel = 0
+    while n_sel < group_size and n_sel < n_pend:
+        best = -1
+        for q in range(n_pend):
+            taken = False
+            for c in range(n_sel):
+                if chosen[c] == q:
+                    taken = True
+                    break
+            if not taken and (
+                best < 0 or p_key[q] < p_key[best] or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
+            ):
+                best = q
+        chosen[n_sel] = best
+        n_sel += 1
+    return n_sel
+
+
+@njit(cache=True)
+def _finish(b, st, p_amp, rec):
+    """Write sample ``b``'s records (columns documented in :func:`run_batch`)."""
+    pend_end = 0.0
+    for q in range(int(st[N_PEND])):
+        pend_end += p_amp[q]
+    rec[b, 0] = st[STEP]
+    rec[b, 1] = st[FIRST_OUT]
+    rec[b, 2] = st[FIRST_COR]
+    rec[b, 3] = st[DECISION] if not np.isnan(st[DECISION]) else st[STEP]
+    rec[b, 4] = st[SPK_OUT]
+    rec[b, 5] = st[SPK_COR]
+    rec[b, 6] = st[EMITTED]
+    rec[b, 7] = st[DELIVERED]
+    rec[b, 8] = st[DROPPED]
+    rec[b, 9] = pend_end
+
+
 @njit(cache=True)
 def _run_sample(
     b, T, n_layers, neu_off, src_off, dense_src,
@@ -146,23 +185,7 @@ def _run_sample(
                     if not carry_over:
                         _drop_all(st, p_gid, p_amp, slot_of)
                     break
-                # select up to F pending events with the lowest (key, gid): F short scans of a short list
-                while n_sel < group_size and n_sel < n_pend:
-                    best = -1
-                    for q in range(n_pend):
-                        taken = False
-                        for c in range(n_sel):
-                            if chosen[c] == q:
-                                taken = True
-                                break
-                        if not taken and (
-                            best < 0
-                            or p_key[q] < p_key[best]
-                            or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
-                        ):
-                            best = q
-                    chosen[n_sel] = best
-                    n_sel += 1
+                n_sel = _select_lowest(p_key, p_gid, n_pend, group_size, chosen)
                 for c in range(n_sel):  # insertion sort by gid: sources in order, neurons in order
                     g, a = p_gid[chosen[c]], p_amp[chosen[c]]
                     d = c - 1
@@ -254,20 +277,8 @@ def _run_sample(
                 if active:
                     st[DECISION] = st[STEP]
                 active = False
-    pend_end = 0.0
-    for q in range(int(st[N_PEND])):
-        pend_end += p_amp[q]
     v_final[b] = v
-    rec[b, 0] = st[STEP]
-    rec[b, 1] = st[FIRST_OUT]
-    rec[b, 2] = st[FIRST_COR]
-    rec[b, 3] = st[DECISION] if not np.isnan(st[DECISION]) else st[STEP]
-    rec[b, 4] = st[SPK_OUT]
-    rec[b, 5] = st[SPK_COR]
-    rec[b, 6] = st[EMITTED]
-    rec[b, 7] = st[DELIVERED]
-    rec[b, 8] = st[DROPPED]
-    rec[b, 9] = pend_end
+    _finish(b, st, p_amp, rec)
 
 
 @njit(cache=True, parallel=True)

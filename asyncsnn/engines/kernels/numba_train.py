@@ -27,8 +27,10 @@ from asyncsnn.engines.kernels.numba_cpu import (
     SPK_COR,
     SPK_OUT,
     STEP,
+    _finish,
     _hash,
     _key,
+    _select_lowest,
 )
 from asyncsnn.engines.keys import MODULUS, SALT_DROPOUT
 
@@ -182,22 +184,7 @@ def forward_sample(
                         st[N_PEND] = 0
                     ending = True
                 else:
-                    while n_sel < group_size and n_sel < n_pend:
-                        best = -1
-                        for q in range(n_pend):
-                            taken = False
-                            for c in range(n_sel):
-                                if chosen[c] == q:
-                                    taken = True
-                                    break
-                            if not taken and (
-                                best < 0
-                                or p_key[q] < p_key[best]
-                                or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
-                            ):
-                                best = q
-                        chosen[n_sel] = best
-                        n_sel += 1
+                    n_sel = _select_lowest(p_key, p_gid, n_pend, group_size, chosen)
                     for c in range(n_sel):
                         g, a, h = p_gid[chosen[c]], p_amp[chosen[c]], p_head[chosen[c]]
                         d = c - 1
@@ -380,20 +367,8 @@ def forward_sample(
                 if active:
                     st[DECISION] = st[STEP]
                 active = False
-    pend_end = 0.0
-    for q in range(int(st[N_PEND])):
-        pend_end += p_amp[q]
     v_final[b] = v
-    rec[b, 0] = st[STEP]
-    rec[b, 1] = st[FIRST_OUT]
-    rec[b, 2] = st[FIRST_COR]
-    rec[b, 3] = st[DECISION] if not np.isnan(st[DECISION]) else st[STEP]
-    rec[b, 4] = st[SPK_OUT]
-    rec[b, 5] = st[SPK_COR]
-    rec[b, 6] = st[EMITTED]
-    rec[b, 7] = st[DELIVERED]
-    rec[b, 8] = st[DROPPED]
-    rec[b, 9] = pend_end
+    _finish(b, st, p_amp, rec)
     return (op_kind[:n_op], op_a[:n_op], op_b[:n_op], op_c[:n_op], op_d[:n_op], ev_neuron[:n_ev], ev_u[:n_ev],
             ev_kind[:n_ev], ev_next[:n_ev], it_gid[:n_it], it_amp[:n_it], it_head[:n_it], held[:n_held],
             out_t[:n_out], out_k[:n_out], out_id[:n_out])  # fmt: skip
