@@ -49,7 +49,8 @@ def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0) -> Network
 
 
 def peak_memory_mb(fn) -> float:
-    """Peak of Python/numpy allocations during ``fn`` (tracemalloc; torch's own allocator is not traced)."""
+    """Peak of Python/numpy allocations during ``fn`` (tracemalloc; neither torch's allocator nor numba's
+    scratch arrays inside the kernel are traced)."""
     tracemalloc.start()
     fn()
     peak = tracemalloc.get_traced_memory()[1]
