@@ -158,7 +158,7 @@ class _AsyncTrain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights, bias, job):  # type: ignore[override]
-        out = job.forward(weights.detach().double().numpy(), bias.detach().double().numpy())
+        out = job.forward(weights.detach().numpy(), bias.detach().numpy())
         ctx.job = job
         ctx.dtypes = (weights.dtype, bias.dtype)
         return out.to(weights.dtype)
@@ -174,7 +174,8 @@ class _TrainJob:
 
     def __init__(self, network: Network, events, cfg, labels, threads: int) -> None:
         self.network, self.events, self.cfg, self.threads = network, events, cfg, threads
-        a = _network_arrays(network, torch.float64)
+        dtype = next(network.parameters()).dtype
+        a = _network_arrays(network, dtype)
         self.a = a
         L = a["L"]
         self.layer_of = np.repeat(np.arange(L), a["sizes"])
@@ -208,13 +209,13 @@ class _TrainJob:
         out = np.zeros((T, B, int(a["sizes"][-1])))
         self.v_final = np.zeros((B, int(a["neu_off"][-1])))
         self.tapes: list = [None] * B
-        count = ev.count.astype(np.float64)
+        count = ev.count.astype(weights.dtype)
 
         def work(samples):
             for b in samples:
                 self.tapes[b] = forward_sample(
                     b, T, a["L"], a["neu_off"], a["src_off"],
-                    a["beta"].astype(np.float64), a["thr"].astype(np.float64), bias, a["reset_zero"],
+                    a["beta"], a["thr"], bias, a["reset_zero"],
                     a["ptr"], weights, a["fan"], ev.ptr, ev.channel, count,
                     self.labels, cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed,
                     cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",

@@ -87,22 +87,26 @@ def forward_sample(
     N = neu_off[n_layers]
     n_src = src_off[n_layers]
     out_layer = n_layers - 1
-    v = np.zeros(N)
+    v = np.zeros(N, dtype=csr_w.dtype)  # the network's precision; the tape keeps membranes in float64
     refr = np.zeros(N, dtype=np.bool_)
     evaluated = np.zeros(N, dtype=np.bool_)
     silent = np.zeros(N, dtype=np.bool_)
     silent_id = np.full(N, -1, dtype=np.int64)
+    silent_list = np.empty(N, dtype=np.int64)  # per layer (from neu_off[l]): neurons that turned silent
+    n_silent = np.zeros(n_layers, dtype=np.int64)
+    listed = np.zeros(N, dtype=np.bool_)
+    n_evaluated = np.zeros(n_layers, dtype=np.int64)
     out_fired = np.zeros(N, dtype=np.bool_)
     layer_count = np.zeros(n_layers)
-    current = np.zeros(N)
+    current = np.zeros(N, dtype=csr_w.dtype)
     p_gid = np.empty(n_src, dtype=np.int64)
     p_key = np.empty(n_src)
-    p_amp = np.empty(n_src)
+    p_amp = np.empty(n_src, dtype=csr_w.dtype)
     p_head = np.empty(n_src, dtype=np.int64)  # first evaluation id of the spikes making up the event
     slot_of = np.full(n_src, -1, dtype=np.int64)
     chosen = np.empty(group_size, dtype=np.int64)
     sel_gid = np.empty(n_src, dtype=np.int64)
-    sel_amp = np.empty(n_src)
+    sel_amp = np.empty(n_src, dtype=csr_w.dtype)
     sel_head = np.empty(n_src, dtype=np.int64)
     # tape
     op_kind = np.empty(1024, dtype=np.int64)
@@ -142,6 +146,9 @@ def forward_sample(
         refr[:] = False
         evaluated[:] = False
         silent[:] = False
+        n_evaluated[:] = 0
+        n_silent[:] = 0
+        listed[:] = False
         out_fired[:] = False
         layer_count[:] = 0.0
         steps_in_frame = 0
@@ -266,15 +273,21 @@ def forward_sample(
                         cur[j] += row[j] * a
                     layer_count[s] += a
                 rides = 0
-                if s > 0 and (has_real or ending):
-                    for m in range(neu_off[s - 1], neu_off[s]):
-                        if silent[m]:
+                if s > 0 and (has_real or ending):  # R1 / R3: the source layer's silent evaluations ride
+                    lo = neu_off[s - 1]
+                    for q in range(lo, lo + n_silent[s - 1]):
+                        m = silent_list[q]
+                        listed[m] = False
+                        if silent[m]:  # still silent (it may have fired since it was listed)
                             silent[m] = False
-                            it_gid[n_it] = src_off[s] + (m - neu_off[s - 1])
+                            it_gid[n_it] = src_off[s] + (m - lo)
                             it_amp[n_it] = 0.0
                             it_head[n_it] = silent_id[m]
                             n_it += 1
                             rides += 1
+                    n_silent[s - 1] = 0
+                if ending and rides == 0 and n_evaluated[s] == n:
+                    continue  # R3 has nothing to do for this layer
                 held0 = n_held
                 for j in range(n):
                     held[n_held] = refractory and hold and refr[base + j] and not ending
@@ -314,10 +327,16 @@ def forward_sample(
                     op_kind[n_op] = OP_EVAL
                     op_a[n_op] = eid
                     n_op += 1
-                    evaluated[j] = True
+                    if not evaluated[j]:
+                        evaluated[j] = True
+                        n_evaluated[s] += 1
                     if kind != FIRED:
                         silent[j] = True
                         silent_id[j] = eid
+                        if not listed[j]:  # listed at most once between rides: the list never overflows
+                            listed[j] = True
+                            silent_list[neu_off[s] + n_silent[s]] = j
+                            n_silent[s] += 1
                         continue
                     u = v[j]
                     v[j] = 0.0 if reset_zero[s] else u - thr[j]
@@ -413,15 +432,17 @@ def backward_sample(
             for it in range(op_b[o], op_c[o]):  # slices keep the row loops contiguous and vectorised
                 k0 = csr_ptr[it_gid[it]]
                 a = it_amp[it]
-                row = csr_w[k0 : k0 + n]
-                dot = 0.0
-                for j in range(n):
-                    dot += row[j] * gi[j]
                 if a != 0.0:
                     grow = g_w[k0 : k0 + n]
                     for j in range(n):
                         grow[j] += a * gi[j]
                 e = it_head[it]
+                if e < 0:  # an input event: its value is a constant, no gradient to send back
+                    continue
+                row = csr_w[k0 : k0 + n]
+                dot = 0.0
+                for j in range(n):
+                    dot += row[j] * gi[j]
                 while e >= 0:
                     g_val[e] += dot
                     e = ev_next[e]
