@@ -115,11 +115,28 @@ def test_backend_choice_for_training():
     assert async_.run(net, x).output.requires_grad  # compiled training path: differentiable
     with torch.no_grad():
         assert not async_.run(net, x).output.requires_grad
-    conv = build("conv", [1, 1], 0, "zero", False)
-    xc = torch.ones(2, 1, *conv.input_shape, dtype=torch.float64)
-    assert async_.run(conv, xc).output.requires_grad  # conv training falls back to the reference
-    with pytest.raises(ValueError, match="dense"):
-        async_.run(conv, xc, backend="numba")
+    with pytest.raises(ValueError, match="state"):
+        async_.run(net, x, state=async_.run(net, x).state, backend="numba")
+
+
+@pytest.mark.parametrize("scheduler", ["random", "momentum", "fifo"])
+@pytest.mark.parametrize("input_mode", ["prioritized", "scheduled"])
+def test_compiled_training_of_conv_networks_gives_the_reference_gradients(scheduler, input_mode):
+    net = build("conv", [1, 1], 7, "zero", True)
+    g = torch.Generator().manual_seed(8)
+    x = torch.randint(0, 3, (6, 3, *net.input_shape), generator=g).double()
+    x = x * (torch.rand(x.shape, generator=g) < 0.3)
+    cfg = AsyncConfig(group_size=2, scheduler=scheduler, input_mode=input_mode, max_steps=6)
+    ref = async_.run(net, x, cfg, backend="reference")
+    fast = async_.run(net, x, cfg, backend="numba")
+    assert torch.equal(ref.output.detach(), fast.output.detach())
+    w = torch.randn(ref.output.shape, generator=g, dtype=torch.float64)
+    params = list(net.parameters())
+    ga = torch.autograd.grad((ref.output * w).sum(), params)
+    gb = torch.autograd.grad((fast.output * w).sum(), params)
+    assert all(x.abs().max() > 0 for x in ga)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_sparse_frames_round_trip_and_give_the_same_run():

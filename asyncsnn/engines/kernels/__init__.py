@@ -149,8 +149,8 @@ def run_numba(network: Network, x, cfg, state, labels):
 
 
 def numba_trainable(network: Network) -> bool:
-    """The compiled training path handles networks whose every synapse block is dense (``nn.Linear``)."""
-    return all(synapse_csr(network, i)[3] for i in range(len(network.layers)))
+    """The compiled training path handles every network of LIF populations (dense and sparse blocks)."""
+    return True
 
 
 class _AsyncTrain(torch.autograd.Function):
@@ -216,7 +216,7 @@ class _TrainJob:
                 self.tapes[b] = forward_sample(
                     b, T, a["L"], a["neu_off"], a["src_off"],
                     a["beta"], a["thr"], bias, a["reset_zero"],
-                    a["ptr"], weights, a["fan"], ev.ptr, ev.channel, count,
+                    a["ptr"], a["tgt"], weights, a["fan"], a["dense_src"], ev.ptr, ev.channel, count,
                     self.labels, cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed,
                     cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",
                     float(cfg.sync_threshold), -1 if cfg.max_steps is None else cfg.max_steps,
@@ -243,12 +243,34 @@ class _TrainJob:
             for b in chunks[k]:
                 backward_sample(
                     b, *self.tapes[b], g_out, a["neu_off"], self.layer_of, beta, thr, a["reset_zero"],
-                    self.detach_reset, self.sg_kind, self.sg_scale, a["ptr"], self.w, g_ws[k], g_bs[k],
+                    self.detach_reset, self.sg_kind, self.sg_scale, a["ptr"], a["tgt"], self.w,
+                    a["dense_src"], g_ws[k], g_bs[k],
                 )  # fmt: skip
 
         with ThreadPoolExecutor(len(chunks)) as pool:
             list(pool.map(work, range(len(chunks))))
         return sum(g_ws), sum(g_bs)
+
+
+def _csr_weights(network: Network, index: int) -> torch.Tensor:
+    """The CSR weights of block ``index`` as a differentiable function of its parameters."""
+    layer = network.layers[index]
+    ptr, targets = network.connectivity(index)
+    linear = [m for m in layer.synapse if isinstance(m, torch.nn.Linear)]
+    reshapes = (torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity, torch.nn.Linear)
+    if len(linear) == 1 and all(isinstance(m, reshapes) for m in layer.synapse):
+        return linear[0].weight.t().reshape(-1)
+    dtype = next(layer.synapse.parameters()).dtype
+    parts = []
+    for start in range(0, layer.in_size, 256):  # Jacobian columns, read at the wired targets
+        stop = min(start + 256, layer.in_size)
+        basis = torch.zeros(stop - start, layer.in_size, dtype=dtype)
+        basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        jac = apply_synapse(layer.synapse, basis.reshape(-1, *layer.in_shape), bias=False).flatten(1)
+        fan = ptr[start + 1 : stop + 1] - ptr[start:stop]
+        rows = torch.repeat_interleave(torch.arange(stop - start), fan)
+        parts.append(jac[rows, targets[ptr[start] : ptr[stop]]])
+    return torch.cat(parts)
 
 
 def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None):
@@ -259,10 +281,10 @@ def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None
     events = x if isinstance(x, SparseFrames) else SparseFrames.from_dense(x)
     job = _TrainJob(network, events, cfg, labels, threads or torch.get_num_threads())
     weights, bias = [], []
-    for layer in network.layers:
-        linear = [m for m in layer.synapse if isinstance(m, torch.nn.Linear)][0]
-        weights.append(linear.weight.t().reshape(-1))  # the CSR rows of a dense block, differentiable
-        zero = torch.zeros(1, *layer.in_shape, dtype=linear.weight.dtype)
+    for i, layer in enumerate(network.layers):
+        weights.append(_csr_weights(network, i))  # differentiable: gradients reach the parameters
+        param = next(layer.synapse.parameters())
+        zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype)
         bias.append(apply_synapse(layer.synapse, zero).reshape(-1))
     out = _AsyncTrain.apply(torch.cat(weights), torch.cat(bias), job)
     return out, job

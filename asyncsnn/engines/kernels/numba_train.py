@@ -77,13 +77,13 @@ def _surrogate(kind, scale, x):
 def forward_sample(
     b, T, n_layers, neu_off, src_off,
     beta, thr, bias, reset_zero,
-    csr_ptr, csr_w, fan_out,
+    csr_ptr, csr_tgt, csr_w, fan_out, dense_src,
     ev_ptr, ev_idx, ev_amp,
     labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over, dropout,
     out, v_final, spikes, synops, input_events, rec,
 ):  # fmt: skip
-    """One sample, dense blocks only; returns the tape ``(ops, evals, items, held, outs)`` as arrays."""
+    """One sample; returns the tape ``(ops, evals, items, held targets, outs)`` as arrays."""
     N = neu_off[n_layers]
     n_src = src_off[n_layers]
     out_layer = n_layers - 1
@@ -95,6 +95,10 @@ def forward_sample(
     silent_list = np.empty(N, dtype=np.int64)  # per layer (from neu_off[l]): neurons that turned silent
     n_silent = np.zeros(n_layers, dtype=np.int64)
     listed = np.zeros(N, dtype=np.bool_)
+    touched_flag = np.zeros(N, dtype=np.bool_)  # sparse blocks: targets reached in this delivery
+    real_flag = np.zeros(N, dtype=np.bool_)  # ... by real events (not only by ride-alongs)
+    touched = np.empty(N, dtype=np.int64)
+    counts = np.zeros(N)  # events received this frame (sparse blocks)
     n_evaluated = np.zeros(n_layers, dtype=np.int64)
     out_fired = np.zeros(N, dtype=np.bool_)
     layer_count = np.zeros(n_layers)
@@ -114,6 +118,7 @@ def forward_sample(
     op_b = np.empty(1024, dtype=np.int64)
     op_c = np.empty(1024, dtype=np.int64)
     op_d = np.empty(1024, dtype=np.int64)
+    op_e = np.empty(1024, dtype=np.int64)
     n_op = 0
     ev_neuron = np.empty(1024, dtype=np.int64)
     ev_u = np.empty(1024)
@@ -125,6 +130,7 @@ def forward_sample(
     it_head = np.empty(1024, dtype=np.int64)  # value ids: a chain through ev_next, or -1 for input events
     n_it = 0
     held = np.empty(1024, dtype=np.bool_)
+    held_t = np.empty(1024, dtype=np.int64)  # the target of each held flag (sparse blocks)
     n_held = 0
     out_t = np.empty(64, dtype=np.int64)
     out_k = np.empty(64, dtype=np.int64)
@@ -141,12 +147,18 @@ def forward_sample(
         for n in range(N):
             v[n] = beta[n] * v[n] + bias[n]
         op_kind = _reserve(op_kind, n_op, 1)
+        op_a = _reserve(op_a, n_op, 1)
+        op_b = _reserve(op_b, n_op, 1)
+        op_c = _reserve(op_c, n_op, 1)
+        op_d = _reserve(op_d, n_op, 1)
+        op_e = _reserve(op_e, n_op, 1)
         op_kind[n_op] = OP_LEAK
         n_op += 1
         refr[:] = False
         evaluated[:] = False
         silent[:] = False
         n_evaluated[:] = 0
+        counts[:] = 0.0
         n_silent[:] = 0
         listed[:] = False
         out_fired[:] = False
@@ -254,6 +266,10 @@ def forward_sample(
                                       n_it, extra, n_held, n_op, n_ev, n_out, n)  # fmt: skip
                     it_gid, it_amp, it_head, held, op_kind, op_a, op_b, op_c = grown[:8]
                     op_d, ev_neuron, ev_u, ev_kind, ev_next, out_t, out_k, out_id = grown[8:]
+                    held_t = _reserve(held_t, n_held, n)
+                    op_e = _reserve(op_e, n_op, n + 1)
+                dense = dense_src[s]
+                n_touch = 0
 
                 cur = current[base : base + n]
                 for e in range(c0, c1):
@@ -268,10 +284,21 @@ def forward_sample(
                         if s == 0:
                             input_events[b] += a
                     k0 = csr_ptr[sel_gid[e]]
-                    row = csr_w[k0 : k0 + n]
-                    for j in range(n):
-                        cur[j] += row[j] * a
-                    layer_count[s] += a
+                    if dense:
+                        row = csr_w[k0 : k0 + n]
+                        for j in range(n):
+                            cur[j] += row[j] * a
+                        layer_count[s] += a
+                    else:
+                        for k in range(k0, csr_ptr[sel_gid[e] + 1]):
+                            j = base + csr_tgt[k]
+                            current[j] += csr_w[k] * a
+                            counts[j] += a
+                            real_flag[j] = True
+                            if not touched_flag[j]:
+                                touched_flag[j] = True
+                                touched[n_touch] = j
+                                n_touch += 1
                 rides = 0
                 if s > 0 and (has_real or ending):  # R1 / R3: the source layer's silent evaluations ride
                     lo = neu_off[s - 1]
@@ -280,41 +307,65 @@ def forward_sample(
                         listed[m] = False
                         if silent[m]:  # still silent (it may have fired since it was listed)
                             silent[m] = False
-                            it_gid[n_it] = src_off[s] + (m - lo)
+                            g = src_off[s] + (m - lo)
+                            it_gid[n_it] = g
                             it_amp[n_it] = 0.0
                             it_head[n_it] = silent_id[m]
                             n_it += 1
                             rides += 1
+                            if not dense:  # where the ride-along reaches (R2)
+                                for k in range(csr_ptr[g], csr_ptr[g + 1]):
+                                    j = base + csr_tgt[k]
+                                    if not touched_flag[j]:
+                                        touched_flag[j] = True
+                                        touched[n_touch] = j
+                                        n_touch += 1
                     n_silent[s - 1] = 0
                 if ending and rides == 0 and n_evaluated[s] == n:
                     continue  # R3 has nothing to do for this layer
                 held0 = n_held
-                for j in range(n):
-                    held[n_held] = refractory and hold and refr[base + j] and not ending
-                    n_held += 1
+                if dense:
+                    for j in range(n):
+                        held[n_held] = refractory and hold and refr[base + j] and not ending
+                        n_held += 1
+                else:
+                    for q in range(n_touch):
+                        j = touched[q]
+                        held_t[n_held] = j
+                        held[n_held] = refractory and hold and refr[j] and not ending
+                        n_held += 1
                 op_kind[n_op] = OP_DELIVER
                 op_a[n_op] = s
                 op_b[n_op] = item0
                 op_c[n_op] = n_it
                 op_d[n_op] = held0
+                op_e[n_op] = n_held
                 n_op += 1
-                # integrate, then evaluate (dense: every target is reached by every item)
-                for j in range(base, base + n):
+                # integrate, then evaluate: dense blocks reach the whole layer; sparse ones the touched
+                # targets, except at frame end and frame start, where every neuron of the layer is checked
+                whole = dense or ending or rnd == 0
+                for q in range(n if whole else n_touch):
+                    j = base + q if whole else touched[q]
                     if not (refractory and hold and refr[j]) or ending:
                         v[j] += current[j]
                     current[j] = 0.0
+                    reached = touched_flag[j]
+                    real = has_real if dense else real_flag[j]
+                    touched_flag[j] = False
+                    real_flag[j] = False
                     if ending:
-                        kind = GRAD_ONLY if (rides > 0 or not evaluated[j]) else -1
-                    elif has_real:
+                        kind = GRAD_ONLY if ((rides > 0 if dense else reached) or not evaluated[j]) else -1
+                    elif real:
                         free = not (refractory and refr[j])
                         if not free and dropout > 0:
                             lucky = _hash(seed, b, int(st[STEP]), s, j - base, SALT_DROPOUT) / MODULUS
                             free = lucky < dropout
-                        if not free or layer_count[s] < sync_threshold:
+                        received = layer_count[s] if dense else counts[j]
+                        if not free or received < sync_threshold:
                             kind = -1
                         else:
                             kind = FIRED if v[j] > thr[j] else SILENT
-                    else:  # R2: an empty prioritized input frame
+                    else:  # R2: reached only by ride-alongs, or not by the prioritized input frame
                         kind = GRAD_ONLY if not (refractory and refr[j]) else -1
                     if kind < 0:
                         continue
@@ -388,16 +439,17 @@ def forward_sample(
                 active = False
     v_final[b] = v
     _finish(b, st, p_amp, rec)
-    return (op_kind[:n_op], op_a[:n_op], op_b[:n_op], op_c[:n_op], op_d[:n_op], ev_neuron[:n_ev], ev_u[:n_ev],
+    return (op_kind[:n_op], op_a[:n_op], op_b[:n_op], op_c[:n_op], op_d[:n_op], op_e[:n_op], held_t[:n_held],
+            ev_neuron[:n_ev], ev_u[:n_ev],
             ev_kind[:n_ev], ev_next[:n_ev], it_gid[:n_it], it_amp[:n_it], it_head[:n_it], held[:n_held],
             out_t[:n_out], out_k[:n_out], out_id[:n_out])  # fmt: skip
 
 
 @njit(cache=True, nogil=True, fastmath=True)  # lets the row dot products vectorise (reassociated sums)
 def backward_sample(
-    b, op_kind, op_a, op_b, op_c, op_d, ev_neuron, ev_u, ev_kind, ev_next, it_gid, it_amp, it_head, held,
-    out_t, out_k, out_id, g_out, neu_off, layer_of, beta, thr, reset_zero, detach_reset, sg_kind, sg_scale,
-    csr_ptr, csr_w, g_w, g_bias,
+    b, op_kind, op_a, op_b, op_c, op_d, op_e, held_t, ev_neuron, ev_u, ev_kind, ev_next, it_gid, it_amp,
+    it_head, held, out_t, out_k, out_id, g_out, neu_off, layer_of, beta, thr, reset_zero, detach_reset,
+    sg_kind, sg_scale, csr_ptr, csr_tgt, csr_w, dense_src, g_w, g_bias,
 ):  # fmt: skip
     """Replay one sample's tape in reverse; adds its weight and bias gradients to ``g_w`` and ``g_bias``."""
     N = beta.shape[0]
@@ -406,6 +458,7 @@ def backward_sample(
     for q in range(out_t.shape[0]):  # R4: frame outputs are spike (or latest silent) values
         g_val[out_id[q]] += g_out[out_t[q], b, out_k[q]]
     g_in = np.zeros(N)
+    g_full = np.zeros(N)  # sparse blocks: adjoint of the current of each touched target
     for o in range(op_kind.shape[0] - 1, -1, -1):
         kind = op_kind[o]
         if kind == OP_EVAL:
@@ -421,6 +474,27 @@ def backward_sample(
                 elif not detach_reset[layer]:
                     dvdu = 1.0 - thr[j] * sg
             g_v[j] = g_val[e] * sg + g_v[j] * dvdu
+        elif kind == OP_DELIVER and not dense_src[op_a[o]]:
+            s = op_a[o]
+            base = neu_off[s]
+            for q in range(op_d[o], op_e[o]):
+                j = held_t[q]
+                g_full[j] = 0.0 if held[q] else g_v[j]
+            for it in range(op_b[o], op_c[o]):
+                g = it_gid[it]
+                a = it_amp[it]
+                e = it_head[it]
+                dot = 0.0
+                for k in range(csr_ptr[g], csr_ptr[g + 1]):
+                    gj = g_full[base + csr_tgt[k]]
+                    dot += csr_w[k] * gj
+                    if a != 0.0:
+                        g_w[k] += a * gj
+                while e >= 0:
+                    g_val[e] += dot
+                    e = ev_next[e]
+            for q in range(op_d[o], op_e[o]):
+                g_full[held_t[q]] = 0.0
         elif kind == OP_DELIVER:
             s = op_a[o]
             base = neu_off[s]
