@@ -210,6 +210,7 @@ class _TrainJob:
         self.v_final = np.zeros((B, int(a["neu_off"][-1])))
         self.tapes: list = [None] * B
         count = ev.count.astype(weights.dtype)
+        capacity = self.network.__dict__.get("_tape_capacity", np.full(4, 1024, dtype=np.int64))
 
         def work(samples):
             for b in samples:
@@ -222,10 +223,14 @@ class _TrainJob:
                     float(cfg.sync_threshold), -1 if cfg.max_steps is None else cfg.max_steps,
                     -1 if cfg.stop_after_output is None else cfg.stop_after_output, cfg.carry_over,
                     self.dropout, out, self.v_final, self.spikes, self.synops, self.input_events, self.rec,
+                    capacity,
                 )  # fmt: skip
 
         with ThreadPoolExecutor(len(self._chunks())) as pool:
             list(pool.map(work, self._chunks()))
+        # the next step starts with tapes about this large: they rarely need to grow
+        sizes = [(len(tp[0]), len(tp[7]), len(tp[11]), len(tp[14])) for tp in self.tapes]
+        self.network.__dict__["_tape_capacity"] = np.array([int(1.2 * max(c)) + 1024 for c in zip(*sizes)])
         return torch.from_numpy(out)
 
     def backward(self, g_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -81,9 +81,12 @@ def forward_sample(
     ev_ptr, ev_idx, ev_amp,
     labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over, dropout,
-    out, v_final, spikes, synops, input_events, rec,
+    out, v_final, spikes, synops, input_events, rec, capacity,
 ):  # fmt: skip
-    """One sample; returns the tape ``(ops, evals, items, held targets, outs)`` as arrays."""
+    """One sample; returns its tape ``(ops, evals, items, held targets, outs)`` as arrays.
+
+    ``capacity``: initial tape sizes (ops, evaluations, items, held flags), e.g. the previous step's, so the
+    tape rarely regrows."""
     N = neu_off[n_layers]
     n_src = src_off[n_layers]
     out_layer = n_layers - 1
@@ -113,24 +116,24 @@ def forward_sample(
     sel_amp = np.empty(n_src, dtype=csr_w.dtype)
     sel_head = np.empty(n_src, dtype=np.int64)
     # tape
-    op_kind = np.empty(1024, dtype=np.int64)
-    op_a = np.empty(1024, dtype=np.int64)
-    op_b = np.empty(1024, dtype=np.int64)
-    op_c = np.empty(1024, dtype=np.int64)
-    op_d = np.empty(1024, dtype=np.int64)
-    op_e = np.empty(1024, dtype=np.int64)
+    op_kind = np.empty(capacity[0], dtype=np.int64)
+    op_a = np.empty(capacity[0], dtype=np.int64)
+    op_b = np.empty(capacity[0], dtype=np.int64)
+    op_c = np.empty(capacity[0], dtype=np.int64)
+    op_d = np.empty(capacity[0], dtype=np.int64)
+    op_e = np.empty(capacity[0], dtype=np.int64)
     n_op = 0
-    ev_neuron = np.empty(1024, dtype=np.int64)
-    ev_u = np.empty(1024)
-    ev_kind = np.empty(1024, dtype=np.int64)
-    ev_next = np.empty(1024, dtype=np.int64)  # next spike of the same pending event (-1: last)
+    ev_neuron = np.empty(capacity[1], dtype=np.int64)
+    ev_u = np.empty(capacity[1])
+    ev_kind = np.empty(capacity[1], dtype=np.int64)
+    ev_next = np.empty(capacity[1], dtype=np.int64)  # next spike of the same pending event (-1: last)
     n_ev = 0
-    it_gid = np.empty(1024, dtype=np.int64)
-    it_amp = np.empty(1024)
-    it_head = np.empty(1024, dtype=np.int64)  # value ids: a chain through ev_next, or -1 for input events
+    it_gid = np.empty(capacity[2], dtype=np.int64)
+    it_amp = np.empty(capacity[2])
+    it_head = np.empty(capacity[2], dtype=np.int64)  # value ids: chained through ev_next; -1: input event
     n_it = 0
-    held = np.empty(1024, dtype=np.bool_)
-    held_t = np.empty(1024, dtype=np.int64)  # the target of each held flag (sparse blocks)
+    held = np.empty(capacity[3], dtype=np.bool_)
+    held_t = np.empty(capacity[3], dtype=np.int64)  # the target of each held flag (sparse blocks)
     n_held = 0
     out_t = np.empty(64, dtype=np.int64)
     out_k = np.empty(64, dtype=np.int64)
