@@ -96,6 +96,23 @@ def main() -> None:
                   f"{float(r.records.total_spikes.mean()):>7.1f} {peak_memory_mb(call):>8.1f} "
                   f"{t_sync / t:>7.2f}x")  # fmt: skip
 
+    try:  # numba's thread pool and PyTorch's share the cores: show how the kernel scales with numba's threads
+        import numba
+
+        cfg = AsyncConfig(group_size=1, scheduler="random")
+        default = numba.get_num_threads()
+        line = []
+        for n in sorted({1, default}):
+            numba.set_num_threads(n)
+            with torch.no_grad():
+                t = timed(lambda cfg=cfg: async_.run(net, events, cfg, backend=args.backend), args.repeats)
+            line.append(f"{n} numba thread(s): {1e3 * t:.2f} ms")
+        numba.set_num_threads(default)
+        print(f"\nF = 1, random, torch threads {torch.get_num_threads()} ({numba.threading_layer()} layer): "
+              + ", ".join(line))  # fmt: skip
+    except ImportError:
+        pass
+
     print("\ncost follows events x fan-out (F = 8, random): hidden layer doubled, extra neurons silent")
     cfg = AsyncConfig(group_size=8, scheduler="random")
     for extra in (0, 200):
