@@ -173,7 +173,7 @@ def _demo_async(out_dir: Path, progress: bool) -> None:
     overrides = {"engine": "async", "scheduler": "momentum", "group_size": 8}
     async_config = TrainConfig.from_dict({**config.to_dict(), **overrides})
     print("\nThe same weights, run asynchronously (event-driven: momentum scheduler, F = 8 events per")
-    print("micro-step; the first run compiles the kernel, about a minute):")
+    print("micro-step; the first run compiles the kernel, some 20 s):")
     data = load_dataset(config.dataset, "test", config.data_dir)
     metrics = evaluate(
         network, data, make_encoder_for(config), batch_size=256, seed=config.seed, progress=progress,
