@@ -1,10 +1,11 @@
-"""Compiled training path of the asynchronous engine for dense networks (``nn.Linear`` blocks), with numba.
+"""Compiled training path of the asynchronous engine (dense and sparse, e.g. conv, blocks), with numba.
 
 The forward pass runs the schedule like :mod:`.numba_cpu` and writes a compact *tape* per sample: one entry
 per leak, delivery (which events, which silent evaluations rode along, which targets were held) and
-evaluation (neuron, membrane, kind). The backward pass replays the tape in reverse with per-neuron adjoints,
-applying the gradient rules R1-R4 of :mod:`asyncsnn.engines.async_` (the reference; tests check that the
-gradients agree). Memory is the tape, O(evaluations + delivered events), never a dense tensor per micro-step.
+evaluation (neuron, membrane, kind: fired, silent or gradient-only). The backward pass replays the tape in
+reverse with per-neuron adjoints, applying the gradient rules R1-R4 of :mod:`asyncsnn.engines.async_` (the
+reference; tests check that the gradients agree). Memory is the tape, O(evaluations + delivered events),
+never a dense tensor per micro-step.
 """
 
 from __future__ import annotations
