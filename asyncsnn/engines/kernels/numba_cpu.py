@@ -91,6 +91,15 @@ def _select_lowest(p_key, p_gid, n_pend, group_size, chosen):
 
 
 @njit(cache=True)
+def _new_state():
+    """A sample's scalar state: counters at 0, "never happened" latencies as NaN."""
+    st = np.zeros(N_STATE)
+    for k in (FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR):
+        st[k] = np.nan
+    return st
+
+
+@njit(cache=True)
 def _finish(b, st, p_amp, rec):
     """Write sample ``b``'s records (columns documented in :func:`run_batch`)."""
     pend_end = 0.0
@@ -143,9 +152,7 @@ def _run_sample(
     chosen = np.empty(group_size, dtype=np.int64)
     sel_gid = np.empty(n_src, dtype=np.int64)  # the events of this round, sorted by gid
     sel_amp = np.empty(n_src, dtype=v.dtype)
-    st = np.zeros(N_STATE)
-    for k in (FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR):
-        st[k] = np.nan
+    st = _new_state()
     active = True
     label = labels[b]
     for t in range(T):

@@ -24,13 +24,13 @@ from asyncsnn.engines.kernels.numba_cpu import (
     FIRST_OUT,
     HIDDEN,
     N_PEND,
-    N_STATE,
     SPK_COR,
     SPK_OUT,
     STEP,
     _finish,
     _hash,
     _key,
+    _new_state,
     _select_lowest,
 )
 from asyncsnn.engines.keys import MODULUS, SALT_DROPOUT
@@ -140,9 +140,7 @@ def forward_sample(
     out_k = np.empty(64, dtype=np.int64)
     out_id = np.empty(64, dtype=np.int64)
     n_out = 0
-    st = np.zeros(N_STATE)
-    for k in (FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR):
-        st[k] = np.nan
+    st = _new_state()
     active = True
     label = labels[b]
     for t in range(T):
