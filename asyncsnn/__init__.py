@@ -17,6 +17,6 @@ Quick start::
 __version__ = "0.1.0"
 
 from asyncsnn.network import Network  # noqa: E402
-from asyncsnn.neurons import LI, LIF, Surrogate  # noqa: E402
+from asyncsnn.neurons import LI, LIF, GammaReadout, SpikingGamma, Surrogate  # noqa: E402
 
-__all__ = ["LI", "LIF", "Network", "Surrogate", "__version__"]
+__all__ = ["LI", "LIF", "GammaReadout", "Network", "SpikingGamma", "Surrogate", "__version__"]

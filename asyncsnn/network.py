@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +24,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from asyncsnn.neurons.gamma import GammaReadout, SpikingGamma
 from asyncsnn.neurons.lif import LI, LIF, LIFState
 
 #: Stateless modules allowed between populations. All are linear maps of their input (plus a bias).
@@ -34,7 +36,7 @@ SYNAPSE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Unflatten,
     nn.Identity,
 )
-POPULATION_TYPES: tuple[type[nn.Module], ...] = (LIF, LI)
+POPULATION_TYPES: tuple[type[nn.Module], ...] = (LIF, LI, SpikingGamma, GammaReadout)
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,14 @@ class Network(nn.Module):
                         "put an nn.Linear / nn.Conv2d (or nn.Identity) in front of it"
                     )
                 if self._layers and not self._layers[-1].population.spiking:
-                    raise ValueError("a non-spiking LI population can only be the last population")
+                    raise ValueError(
+                        "a non-spiking readout (LI, GammaReadout) can only be the last population"
+                    )
                 synapse = nn.Sequential(*pending)
                 out_shape = _infer_shape(synapse, shape, position)
                 m.check_shape(out_shape)
+                if getattr(m, "bucketed", False):
+                    m.check_synapse(synapse, shape, out_shape)
                 self._layers.append(Layer(len(self._layers), synapse, m, shape, out_shape))
                 shape, pending = out_shape, []
             elif isinstance(m, SYNAPSE_TYPES):
@@ -105,11 +111,42 @@ class Network(nn.Module):
                     f"module {position} ({type(m).__name__}) is not supported; allowed: {allowed}"
                 )
         if pending:
-            raise ValueError("the network must end with a population (LIF or LI), not with synapses")
+            raise ValueError(
+                "the network must end with a population (e.g. LIF, LI or GammaReadout), not with synapses"
+            )
         dts = {layer.population.dt for layer in self._layers}
         if len(dts) != 1:
             raise ValueError(f"all populations must share one dt, got {sorted(dts)} ms")
         self.dt = dts.pop()
+        self._check_gamma()
+
+    def _check_gamma(self) -> None:
+        bucketed = [getattr(layer.population, "bucketed", False) for layer in self._layers]
+        if any(bucketed) and not all(bucketed):
+            raise ValueError(
+                "SpikingGamma / GammaReadout populations cannot be mixed with LIF / LI populations "
+                "in one network"
+            )
+        if all(bucketed):
+            counts = {layer.population.buckets for layer in self._layers}
+            if len(counts) != 1:
+                raise ValueError(
+                    "every gamma population must have the same number of buckets K (len(tau)), "
+                    f"got {sorted(counts)}"
+                )
+
+    @property
+    def is_gamma(self) -> bool:
+        """True for a network of SpikingGamma populations (run by the time-stepped engine only)."""
+        return getattr(self._layers[0].population, "bucketed", False)
+
+    def set_dt(self, dt: float) -> None:
+        """Change the step length of every population to ``dt`` ms (parameters are in physical time)."""
+        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a positive number of milliseconds, got {dt!r}")
+        for layer in self._layers:
+            layer.population.dt = float(dt)
+        self.dt = float(dt)
 
     # ----- description ---------------------------------------------------------------------------
     @property
@@ -161,6 +198,11 @@ class Network(nn.Module):
         self, x: torch.Tensor, state: list[LIFState | None] | None = None
     ) -> tuple[torch.Tensor, list[LIFState]]:
         """One frame through all layers: ``x`` ``[B, *input_shape]`` -> ``(output [B, n_out], state)``."""
+        if self.is_gamma:
+            from asyncsnn.engines.sync import gamma_outputs
+
+            spikes, _, _, new_state = gamma_outputs(self, x[None], state)
+            return spikes[-1][0].flatten(1), new_state
         state = state if state is not None else [None] * len(self._layers)
         new_state = []
         h = x

@@ -13,6 +13,7 @@ import torch
 
 from asyncsnn.engines.records import Records, RunResult
 from asyncsnn.network import Network
+from asyncsnn.neurons.gamma import GammaState
 from asyncsnn.validation import check_input
 
 
@@ -31,7 +32,10 @@ def run(
     """
     check_input(network, x)
     T, B = x.shape[:2]
-    spikes, membranes, state = population_outputs(network, x, state, fused=fused)
+    if network.is_gamma:
+        spikes, _, membranes, state = gamma_outputs(network, x, state)
+    else:
+        spikes, membranes, state = population_outputs(network, x, state, fused=fused)
     records = _records(network, x, spikes)
     if record_membrane:
         records.membrane = [m.detach() for m in membranes]
@@ -62,6 +66,38 @@ def population_outputs(
             frames[i].append(h)
             us[i].append(u)
     return [torch.stack(f) for f in frames], [torch.stack(u) for u in us], state
+
+
+def gamma_outputs(
+    network: Network, x: torch.Tensor, state: list | None = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list]:
+    """Run a SpikingGamma network over ``x`` ``[T, B, *input_shape]`` (DESIGN section 7).
+
+    Layer by layer over all steps at once: the synapses read every presynaptic bucket in one call, the
+    sigma-delta encoder and the bucket recursions then scan over ``T``. Returns, per population, its output
+    (spikes ``[T, B, *shape]``, or the readout's value), its buckets ``[T, B, K, *shape]`` (None for the
+    readout), its net input ``x`` ``[T, B, *shape]``, and the final state.
+    """
+    T, B = x.shape[:2]
+    layers = network.layers
+    state = list(state) if state is not None else [None] * len(layers)
+    first = layers[0].population
+    h = first.input_memory(x, state[0].inputs if state[0] is not None else None)
+    inputs_last = h[-1]
+    outs, buckets, drives = [], [], []
+    for i, layer in enumerate(layers):
+        pop = layer.population
+        drive = pop.drive(layer.synapse, h.reshape(T * B, *h.shape[2:])).reshape(T, B, *layer.shape)
+        if pop.spiking:
+            out, h, st = pop.scan(drive, state[i])
+            new = GammaState(st.buckets, inputs_last if i == 0 else None)
+        else:
+            out, h, new = drive, None, GammaState(None, inputs_last if i == 0 else None)
+        outs.append(out)
+        buckets.append(h)
+        drives.append(drive.detach())
+        state[i] = new
+    return outs, buckets, drives, state
 
 
 def _records(network: Network, x: torch.Tensor, spikes: list[torch.Tensor]) -> Records:

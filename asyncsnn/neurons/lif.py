@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from asyncsnn.neurons.scan import linear_scan
 from asyncsnn.neurons.surrogate import Surrogate, as_surrogate
 
 RESETS = ("zero", "subtract")
@@ -110,33 +111,6 @@ def lif_scan(
     v0 = torch.zeros_like(currents[0]) if state is None else state.v
     spikes, v, us = _LIFScan.apply(currents, v0, p)
     return spikes, LIFState(v), us
-
-
-class _LIScan(torch.autograd.Function):
-    """Fused leaky integrator ``u_t = beta * u_{t-1} + I_t``; the output is the membrane itself."""
-
-    @staticmethod
-    def forward(ctx, currents, v0, beta):  # type: ignore[override]
-        out = torch.empty_like(currents)
-        v = v0
-        for t in range(currents.shape[0]):
-            v = torch.addcmul(currents[t], beta, v)
-            out[t] = v
-        ctx.save_for_backward(beta)
-        ctx.v0_shape = v0.shape
-        return out
-
-    @staticmethod
-    def backward(ctx, g_out):  # type: ignore[override]
-        (beta,) = ctx.saved_tensors
-        g_currents = torch.empty_like(g_out)
-        gu = torch.zeros_like(g_out[0])
-        for t in range(g_out.shape[0] - 1, -1, -1):
-            gu = g_out[t] + beta * gu
-            g_currents[t] = gu
-        g_v0 = beta * gu
-        g_v0 = g_v0.expand(ctx.v0_shape) if g_v0.shape != ctx.v0_shape else g_v0
-        return g_currents, g_v0, None
 
 
 def _positive_buffer(name: str, value: float | torch.Tensor) -> torch.Tensor:
@@ -269,7 +243,7 @@ class LI(_Population):
     ) -> tuple[torch.Tensor, LIFState, torch.Tensor]:
         """All frames: ``(membrane [T, B, ...], state, membrane)``."""
         v0 = torch.zeros_like(currents[0]) if state is None else state.v
-        out = _LIScan.apply(currents, v0, self.beta)
+        out = linear_scan(currents, self.beta, v0)
         return out, LIFState(out[-1]), out.detach()
 
     def extra_repr(self) -> str:
