@@ -1,6 +1,7 @@
-"""Datasets (MNIST, Fashion-MNIST, a bundled MNIST split), file formats and spike encoders.
+"""Datasets (MNIST, Fashion-MNIST, a bundled MNIST split, JapaneseVowels), file formats,
+spike encoders and synthetic timing tasks.
 
-Tensors are time-first: encoders return [T, B, C, H, W].
+Tensors are time-first: encoders return [T, B, C, H, W], temporal data [T, B, C]; time in ms.
 """
 
 from __future__ import annotations
@@ -28,30 +29,58 @@ from .events import EVENT_DTYPE, NMNIST_DURATION_US, NMNIST_SENSOR_SIZE, events_
 from .idx import read_idx, write_idx
 from .nmnist import read_nmnist, write_nmnist
 from .saccade import saccade_events, saccade_frames, step_timestamps
+from .temporal import (
+    FINE_STEP_MS,
+    channel_stats,
+    coincidence_task,
+    delay_task,
+    pulse_response_peak,
+    series_to_spikes,
+)
+from .timeseries import (
+    JAPANESE_VOWELS_FILES,
+    SeriesDataset,
+    fetch_japanese_vowels,
+    load_japanese_vowels,
+    pad_series,
+    read_ts,
+)
 
 __all__ = [
     "DATASETS",
     "DATA_ENV",
+    "DatasetInfo",
     "ENCODERS",
     "EVENT_DTYPE",
+    "Encoder",
+    "FINE_STEP_MS",
+    "ImageDataset",
+    "JAPANESE_VOWELS_FILES",
     "LATENCY_MODES",
     "NMNIST_DURATION_US",
     "NMNIST_SENSOR_SIZE",
     "SPLITS",
-    "DatasetInfo",
-    "Encoder",
-    "ImageDataset",
+    "SeriesDataset",
+    "channel_stats",
+    "coincidence_task",
     "dataset_status",
+    "delay_task",
     "events_to_frames",
+    "fetch_japanese_vowels",
     "latency_encode",
     "load_dataset",
+    "load_japanese_vowels",
     "make_encoder",
+    "pad_series",
+    "pulse_response_peak",
     "rate_encode",
     "read_idx",
     "read_nmnist",
+    "read_ts",
     "resolve_data_dir",
     "saccade_events",
     "saccade_frames",
+    "series_to_spikes",
     "step_timestamps",
     "to_unit",
     "write_idx",
