@@ -18,6 +18,7 @@ SUMMARY_KEYS = [
     "spikes_layer*",
     "synops",
     "spike_density",
+    "spike_rate_hz",
     "frames_to_first_output",
     "micro_steps_to_first_output",
     "micro_steps_to_decision",
@@ -161,10 +162,10 @@ def _demo_async(out_dir: Path, progress: bool) -> None:
     import json
 
     from asyncsnn.config import TrainConfig
-    from asyncsnn.data import load_dataset
     from asyncsnn.engines.kernels import numba_available
     from asyncsnn.training.checkpoint import load_checkpoint, write_json
-    from asyncsnn.training.trainer import engine_for, evaluate, make_encoder_for, network_from_checkpoint
+    from asyncsnn.training.tasks import encoder_for, load_split
+    from asyncsnn.training.trainer import engine_for, evaluate, network_from_checkpoint
 
     if not numba_available():
         print("\n(to also see the network run asynchronously: pip install 'asyncsnn[fast]')")
@@ -174,9 +175,9 @@ def _demo_async(out_dir: Path, progress: bool) -> None:
     async_config = TrainConfig.from_dict({**config.to_dict(), **overrides})
     print("\nThe same weights, run asynchronously (event-driven: momentum scheduler, F = 8 events per")
     print("micro-step; the first run compiles the kernel, some 20 s):")
-    data = load_dataset(config.dataset, "test", config.data_dir)
+    data = load_split(config, "test")
     metrics = evaluate(
-        network, data, make_encoder_for(config), batch_size=256, seed=config.seed, progress=progress,
+        network, data, encoder_for(config, data), batch_size=256, seed=config.seed, progress=progress,
         desc="async eval", run=engine_for(async_config),
     )  # fmt: skip
     synchronous = json.loads((out_dir / "metrics.json").read_text())["test"]
@@ -189,47 +190,52 @@ def _demo_async(out_dir: Path, progress: bool) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from asyncsnn.config import TrainConfig
-    from asyncsnn.data import load_dataset
     from asyncsnn.training.checkpoint import load_checkpoint, write_json
-    from asyncsnn.training.trainer import (
-        _limit,
-        engine_for,
-        evaluate,
-        make_encoder_for,
-        network_from_checkpoint,
-    )
+    from asyncsnn.training.tasks import encoder_for, load_split
+    from asyncsnn.training.trainer import _limit, engine_for, evaluate, network_from_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
     network, config = network_from_checkpoint(ckpt)
     overrides = {k: getattr(args, k) for k in ASYNC_FLAGS if getattr(args, k) is not None}
+    if args.dataset:
+        overrides["dataset"] = args.dataset
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.dt is not None:  # parameters are in physical time: only the step and the input binning change
+        overrides["dt"] = args.dt
     config = TrainConfig.from_dict({**config.to_dict(), **overrides})
-    dataset = args.dataset or config.dataset
-    data_dir = args.data_dir or config.data_dir
-    data = _limit(load_dataset(dataset, args.split, data_dir), args.limit)
-    encoder = make_encoder_for(config)
+    network.set_dt(config.dt)
+    data = _limit(load_split(config, args.split), args.limit)
     metrics = evaluate(
         network,
         data,
-        encoder,
+        encoder_for(config, data),
         batch_size=args.batch_size,
         seed=config.seed,
         progress=not args.no_progress,
-        desc=f"eval {dataset}/{args.split}",
+        desc=f"eval {config.dataset}/{args.split}",
         run=engine_for(config),
+        loss_start=config.loss_start,
     )
     doc = {
         "asyncsnn_version": __version__,
         "checkpoint": str(args.checkpoint),
-        "dataset": dataset,
+        "dataset": config.dataset,
         "split": args.split,
         "engine": config.engine,
+        "dt": config.dt,
         "config": config.to_dict(),
         "metrics": metrics,
     }
     run_dir = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent
-    out = Path(args.out) if args.out else run_dir / f"eval_{dataset}_{args.split}_{config.engine}.json"
+    dt_tag = f"_dt{config.dt:g}" if args.dt is not None else ""
+    out = (
+        Path(args.out)
+        if args.out
+        else run_dir / f"eval_{config.dataset}_{args.split}_{config.engine}{dt_tag}.json"
+    )
     write_json(doc, out)
-    _print_summary([(f"{dataset}/{args.split} ({config.engine})", metrics)])
+    _print_summary([(f"{config.dataset}/{args.split} ({config.engine}, dt={config.dt:g} ms)", metrics)])
     print(f"\nmetrics (JSON): {out}")
     return 0
 
@@ -281,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="async: micro-steps per frame at most")
     p.add_argument("--stop-after-output", type=int, help="async: stop k micro-steps after the first output")
     p.add_argument("--carry-over", type=_boolean, help="async: carry undelivered events to the next frame")
+    p.add_argument("--dt", type=float, help="step length in ms to run at (default: the trained one)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--out", help="metrics JSON path (default: next to the checkpoint)")

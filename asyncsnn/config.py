@@ -18,6 +18,8 @@ else:  # pragma: no cover - Python 3.10
 READOUTS = ("spikes", "membrane")
 LR_SCHEDULES = ("constant", "cosine")
 ENGINES = ("sync", "async")
+MODELS = ("lif", "gamma")
+TRAINING_MODES = ("bptt", "online")
 
 
 @dataclass
@@ -29,6 +31,12 @@ class TrainConfig:
     ``ap2`` a 2x2 average pooling. The output layer (one neuron per class) is added automatically.
     Example: ``"12c5-ap2-32c5-ap2"`` or ``"256"``.
 
+    ``model="gamma"`` builds SpikingGamma hidden layers and a GammaReadout (DESIGN section 7) and trains them
+    with ``training="bptt"`` or ``"online"`` on a cross-entropy at every step from ``loss_start`` ms on; the
+    class is the arg-max of the readout averaged over that window. ``gamma_tau`` lists the bucket time
+    constants in ms (``"5,5,10,20"``). Time series (``dataset="japanese-vowels"``) hold each sample for
+    ``series_step`` ms and are sigma-delta encoded (``input_threshold``, ``input_tau``) into ON/OFF spikes.
+
     ``lr_schedule="cosine"`` anneals the learning rate from ``lr`` towards 0 over ``epochs`` (epoch ``e`` uses
     ``lr * (1 + cos(pi * (e - 1) / epochs)) / 2``).
     """
@@ -39,6 +47,8 @@ class TrainConfig:
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
         return self.lr
 
+    model: str = "lif"
+    training: str = "bptt"
     dataset: str = "builtin"
     data_dir: str | None = None
     encoder: str = "rate"
@@ -52,6 +62,16 @@ class TrainConfig:
     surrogate: str = "atan"
     dt: float = 1.0
     bias: bool = True
+    gamma_tau: str = "5,5,10,20"
+    gamma_threshold: float = 0.05
+    gamma_adapt: float = 0.0
+    per_synapse: bool = False
+    trainable_tau: bool = False
+    update_every: int | None = None
+    loss_start: float = 0.0
+    series_step: float = 10.0
+    input_threshold: float = 0.25
+    input_tau: float = 10.0
     engine: str = "sync"
     group_size: int = 1
     scheduler: str = "random"
@@ -78,8 +98,11 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the first bad field, its value and what is allowed."""
         from asyncsnn.data import DATASETS, ENCODERS
         from asyncsnn.neurons import RESETS, SURROGATES
+        from asyncsnn.training.tasks import TEMPORAL_DATASETS
 
-        _choice("dataset", self.dataset, tuple(DATASETS))
+        _choice("model", self.model, MODELS)
+        _choice("training", self.training, TRAINING_MODES)
+        _choice("dataset", self.dataset, tuple(DATASETS) + TEMPORAL_DATASETS)
         _choice("encoder", self.encoder, tuple(ENCODERS))
         _choice("readout", self.readout, READOUTS)
         _choice("reset", self.reset, RESETS)
@@ -97,8 +120,26 @@ class TrainConfig:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        for name in ("gain", "tau", "threshold", "dt", "lr"):
+        positive = ("gain", "tau", "threshold", "dt", "lr", "gamma_threshold", "series_step",
+                    "input_threshold", "input_tau")  # fmt: skip
+        for name in positive:
             _positive_float(name, getattr(self, name))
+        if self.update_every is not None:
+            _positive_int("update_every", self.update_every)
+        for name in ("per_synapse", "trainable_tau"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+        for name in ("gamma_adapt", "loss_start"):
+            _non_negative_float(name, getattr(self, name))
+        self.bucket_taus()
+        if self.model == "lif" and self.training == "online":
+            raise ConfigError("training: 'online' is for model 'gamma'; LIF networks train with 'bptt'")
+        if self.model == "gamma" and self.engine != "sync":
+            raise ConfigError(
+                "engine: SpikingGamma networks run on the time-stepped engine; use engine 'sync'"
+            )
+        if self.dataset in TEMPORAL_DATASETS and self.engine != "sync":
+            raise ConfigError(f"engine: {self.dataset} is trained with the time-stepped engine; use 'sync'")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
         if not isinstance(self.out, str) or not self.out:
@@ -106,6 +147,19 @@ class TrainConfig:
         from asyncsnn.training.builder import parse_architecture
 
         parse_architecture(self.architecture)
+
+    def bucket_taus(self) -> tuple[float, ...]:
+        """``gamma_tau`` as a tuple of positive floats (ms)."""
+        try:
+            taus = tuple(float(t) for t in str(self.gamma_tau).replace(" ", "").split(",") if t)
+        except ValueError:
+            taus = ()
+        if not taus or not all(math.isfinite(t) and t > 0 for t in taus):
+            raise ConfigError(
+                "gamma_tau: must list positive bucket time constants in ms, like '5,5,10,20'; "
+                f"got {self.gamma_tau!r}"
+            )
+        return taus
 
     def async_config(self):
         """The :class:`~asyncsnn.engines.async_config.AsyncConfig` of the asynchronous-engine fields."""
@@ -136,6 +190,8 @@ class TrainConfig:
                 + ", ".join(cls.field_names())
             )
         values = dict(values)
+        if isinstance(values.get("gamma_tau"), (list, tuple)):  # TOML/YAML arrays: gamma_tau = [5, 10, 20]
+            values["gamma_tau"] = ",".join(str(t) for t in values["gamma_tau"])
         for f in fields(cls):  # TOML/YAML give ints for floats like "lr = 1"
             if f.name in values and f.type == "float" and isinstance(values[f.name], int):
                 values[f.name] = float(values[f.name])
@@ -189,3 +245,13 @@ def _positive_float(name: str, value: Any) -> None:
         or value <= 0
     ):
         raise ConfigError(f"{name}: must be a positive finite number, got {value!r}")
+
+
+def _non_negative_float(name: str, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(f"{name}: must be a finite number >= 0, got {value!r}")

@@ -54,6 +54,8 @@ class MetricAccumulator:
 
     readout: str = "spikes"
     values: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    #: first frame of the prediction window (a SpikingGamma readout is judged from ``loss_start`` on)
+    predict_from: int = 0
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         self.values.setdefault(name, []).append(value.detach().double().cpu())
@@ -61,7 +63,7 @@ class MetricAccumulator:
     def add(self, result: RunResult, labels: torch.Tensor, network=None) -> None:
         """Add one batch: its engine result and its labels ``[B]``."""
         rec = result.records
-        correct = (predict(result.output, self.readout) == labels).double()
+        correct = (predict(result.output[self.predict_from :], self.readout) == labels).double()
         self._add("accuracy", correct)
         self._add("spikes", rec.total_spikes)
         self._add("synops", rec.total_synops)
@@ -73,7 +75,9 @@ class MetricAccumulator:
         if network is not None:
             n_neurons = sum(layer.size for layer in network.layers if layer.population.spiking)
             T = result.output.shape[0]
-            self._add("spike_density", rec.total_spikes / max(1, n_neurons * T))
+            density = rec.total_spikes / max(1, n_neurons * T)
+            self._add("spike_density", density)
+            self._add("spike_rate_hz", density * 1000.0 / network.dt)  # per spiking neuron per second
         if self.readout == "spikes":
             self._add("frames_to_first_output", first_spike_frame(result.output).double())
         for name in ASYNC_FIELDS:  # only the asynchronous engine records these

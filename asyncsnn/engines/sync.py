@@ -32,10 +32,7 @@ def run(
     """
     check_input(network, x)
     T, B = x.shape[:2]
-    if network.is_gamma:
-        spikes, _, membranes, state = gamma_outputs(network, x, state)
-    else:
-        spikes, membranes, state = population_outputs(network, x, state, fused=fused)
+    spikes, membranes, state = population_outputs(network, x, state, fused=fused)
     records = _records(network, x, spikes)
     if record_membrane:
         records.membrane = [m.detach() for m in membranes]
@@ -45,7 +42,13 @@ def run(
 def population_outputs(
     network: Network, x: torch.Tensor, state: list | None = None, *, fused: bool = True
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list]:
-    """Every population's output ``[T, B, *shape]`` and pre-reset membrane, and the final state."""
+    """Every population's output ``[T, B, *shape]`` and pre-reset membrane, and the final state.
+
+    For a SpikingGamma network: the spikes (the readout's value for the readout) and the net inputs ``x``.
+    """
+    if network.is_gamma:
+        outs, _, drives, state = gamma_outputs(network, x, state)
+        return outs, drives, state
     T, B = x.shape[:2]
     layers = network.layers
     state = list(state) if state is not None else [None] * len(layers)

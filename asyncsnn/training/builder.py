@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
 from asyncsnn.errors import ConfigError
 from asyncsnn.network import Network
-from asyncsnn.neurons import LI, LIF
+from asyncsnn.neurons import LI, LIF, GammaReadout, SpikingGamma
 
 _DENSE = re.compile(r"^(\d+)$")
 _CONV = re.compile(r"^(\d+)c(\d+)$")
@@ -67,6 +67,46 @@ def build_network(
     def lif() -> LIF:
         return LIF(tau=tau, threshold=threshold, reset=reset, surrogate=surrogate, dt=dt)
 
+    last = LI(tau=tau, dt=dt) if readout == "membrane" else lif()
+    return _assemble(architecture, input_shape, n_outputs, lambda dense: lif(), last, bias)
+
+
+def build_gamma_network(
+    architecture: str,
+    input_shape: Sequence[int],
+    n_outputs: int,
+    *,
+    tau: Sequence[float] = (5.0, 5.0, 10.0, 20.0),
+    threshold: float = 0.05,
+    adapt: float = 0.0,
+    per_synapse: bool = False,
+    trainable_tau: bool = False,
+    dt: float = 1.0,
+) -> Network:
+    """A SpikingGamma network for ``input_shape`` inputs ending in a :class:`GammaReadout` of ``n_outputs``.
+
+    Same architecture strings as :func:`build_network`; synapses are bias-free (the populations hold the
+    bias); per-synapse bucket weights apply to dense layers only (convolutions keep per-neuron weights).
+    """
+
+    def hidden(dense: bool) -> SpikingGamma:
+        return SpikingGamma(
+            tau, threshold, adapt=adapt, per_synapse=per_synapse and dense, trainable_tau=trainable_tau, dt=dt
+        )
+
+    readout = GammaReadout(tau, per_synapse=per_synapse, dt=dt)
+    return _assemble(architecture, input_shape, n_outputs, hidden, readout, bias=False)
+
+
+def _assemble(
+    architecture: str,
+    input_shape: Sequence[int],
+    n_outputs: int,
+    hidden: Callable[[bool], nn.Module],
+    readout: nn.Module,
+    bias: bool,
+) -> Network:
+    """Walk the architecture string: ``hidden(dense)`` makes each hidden population, ``readout`` ends it."""
     modules: list[nn.Module] = []
     channels = input_shape[0] if len(input_shape) == 3 else None
     flat = len(input_shape) == 1
@@ -78,7 +118,7 @@ def build_network(
         if kind == "conv":
             if channels is None or flat:
                 raise ConfigError("architecture: convolutions need image input [C, H, W]")
-            modules += pending + [nn.Conv2d(channels, n, k, bias=bias), lif()]
+            modules += pending + [nn.Conv2d(channels, n, k, bias=bias), hidden(False)]
             channels, pending = n, []
         elif kind == "pool":
             pending.append(nn.AvgPool2d(n))
@@ -87,13 +127,12 @@ def build_network(
                 pending.append(nn.Flatten())
                 size = _flat_size(modules + pending, input_shape)
                 flat = True
-            modules += pending + [nn.Linear(size, n, bias=bias), lif()]
+            modules += pending + [nn.Linear(size, n, bias=bias), hidden(True)]
             size, pending = n, []
     if not flat:
         pending.append(nn.Flatten())
         size = _flat_size(modules + pending, input_shape)
-    last = LI(tau=tau, dt=dt) if readout == "membrane" else lif()
-    modules += pending + [nn.Linear(size, n_outputs, bias=bias), last]
+    modules += pending + [nn.Linear(size, n_outputs, bias=bias), readout]
     return Network(*modules, input_shape=input_shape)
 
 

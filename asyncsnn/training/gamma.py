@@ -37,8 +37,45 @@ from torch import nn
 from asyncsnn.engines.sync import gamma_outputs
 from asyncsnn.network import Network
 from asyncsnn.neurons.gamma import GammaState
+from asyncsnn.training import gamma_fast
 
 StepLoss = Callable[[int, torch.Tensor], "torch.Tensor | None"]
+
+
+class StepCrossEntropy:
+    """Cross-entropy of the readout at every step ``t >= start``, each weighted ``1 / steps``.
+
+    Callable as a per-step loss (``loss(t, out)``), with a closed-form gradient for the fast online path.
+    """
+
+    def __init__(self, labels: torch.Tensor, start: int, steps: int) -> None:
+        self.labels, self.start, self.scale = labels, start, 1.0 / steps
+
+    def __call__(self, t: int, out: torch.Tensor) -> torch.Tensor | None:
+        if t < self.start:
+            return None
+        return torch.nn.functional.cross_entropy(out, self.labels) * self.scale
+
+    def value_and_grad(self, t: int, out: torch.Tensor) -> tuple[float, torch.Tensor] | None:
+        """``(loss, dloss/dout)`` without autograd: ``(softmax(out) - onehot) / (B * steps)``."""
+        if t < self.start:
+            return None
+        loss, grad = self.chunk_value_and_grad(t, out[None])
+        return loss, grad[0]
+
+    def chunk_value_and_grad(self, first: int, out: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """The same for the steps ``first, first + 1, ...`` of ``out`` ``[C, B, n]`` at once (zero before
+        ``start``)."""
+        C, B = out.shape[:2]
+        counted = (torch.arange(first, first + C) >= self.start).to(out.dtype)[:, None, None]
+        log_p = torch.log_softmax(out, 2)
+        picked = log_p.gather(2, self.labels[None, :, None].expand(C, B, 1))
+        loss = -(picked * counted).sum() * (self.scale / B)
+        grad = log_p.exp_()
+        grad.scatter_add_(
+            2, self.labels[None, :, None].expand(C, B, 1), -torch.ones(C, B, 1, dtype=out.dtype)
+        )
+        return float(loss), grad.mul_(counted * (self.scale / B))
 
 
 def check_gamma_trainable(network: Network) -> None:
@@ -149,17 +186,24 @@ def online_sequence(
     optimizer: torch.optim.Optimizer | None = None,
     update_every: int | None = None,
     exact: bool = True,
+    reference: bool = False,
 ) -> tuple[torch.Tensor, float]:
     """Run ``x`` ``[T, B, ...]`` one step at a time, accumulating the gradient of every ``step_loss(t, out)``.
 
     See the module docstring for which gradient each parameter gets. ``exact=False`` drops the traces
     (time-local credit everywhere). With ``optimizer`` and ``update_every=n`` the parameters are updated every
     ``n`` steps (and gradients zeroed); otherwise gradients accumulate over the sequence.
+    Networks of one dense hidden layer plus the readout take a closed-form fast path
+    (:mod:`asyncsnn.training.gamma_fast`) with the same results; ``reference=True`` forces the general one.
     Returns ``(readout [T, B, n_out] detached, total loss)``.
     """
     check_gamma_trainable(network)
     if update_every is not None and (optimizer is None or update_every < 1):
         raise ValueError("update_every needs an optimizer and a positive number of steps")
+    if exact and not reference and gamma_fast.supported(network):
+        return gamma_fast.online_two_layer(
+            network, x, step_loss, optimizer=optimizer, update_every=update_every
+        )
     T, B = x.shape[:2]
     layers = network.layers
     top = len(layers) - 2

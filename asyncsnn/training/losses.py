@@ -16,6 +16,12 @@ def membrane_loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output.mean(0), labels)
 
 
+def per_step_loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the readout at every step, averaged over steps (the SpikingGamma training loss)."""
+    T, B = output.shape[:2]
+    return F.cross_entropy(output.reshape(T * B, -1), labels.repeat(T))
+
+
 def classification_loss(output: torch.Tensor, labels: torch.Tensor, readout: str) -> torch.Tensor:
     """The loss that matches ``readout`` (``"spikes"`` or ``"membrane"``)."""
     return membrane_loss(output, labels) if readout == "membrane" else spike_count_loss(output, labels)

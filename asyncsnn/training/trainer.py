@@ -8,6 +8,7 @@ as the uninterrupted run would.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,14 +20,16 @@ from tqdm.auto import tqdm
 
 from asyncsnn import __version__
 from asyncsnn.config import TrainConfig
-from asyncsnn.data import Encoder, ImageDataset, load_dataset, make_encoder
+from asyncsnn.data import Encoder, ImageDataset
 from asyncsnn.engines import async_, sync
 from asyncsnn.errors import ConfigError
 from asyncsnn.metrics import MetricAccumulator, predict
 from asyncsnn.network import Network
-from asyncsnn.training.builder import build_network
+from asyncsnn.training.builder import build_gamma_network, build_network
 from asyncsnn.training.checkpoint import load_checkpoint, save_checkpoint, write_json
-from asyncsnn.training.losses import classification_loss
+from asyncsnn.training.gamma import StepCrossEntropy, bptt_sequence, online_sequence
+from asyncsnn.training.losses import classification_loss, per_step_loss
+from asyncsnn.training.tasks import SpikeDataset, encoder_for, load_split
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -43,10 +46,10 @@ def eval_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + _EVAL_STREAM)
 
 
-def _limit(ds: ImageDataset, limit: int | None) -> ImageDataset:
+def _limit(ds: ImageDataset | SpikeDataset, limit: int | None) -> ImageDataset | SpikeDataset:
     if limit is None or limit >= len(ds):
         return ds
-    return ImageDataset(ds.name, ds.split, ds.images[:limit], ds.labels[:limit], ds.n_classes, ds.classes)
+    return dataclasses.replace(ds, images=ds.images[:limit], labels=ds.labels[:limit])
 
 
 @dataclass
@@ -54,20 +57,27 @@ class Experiment:
     """Everything a run needs, built from a :class:`TrainConfig`."""
 
     config: TrainConfig
-    train_set: ImageDataset
-    test_set: ImageDataset
+    train_set: ImageDataset | SpikeDataset
+    test_set: ImageDataset | SpikeDataset
     encoder: Encoder
     network: Network
-
-
-def make_encoder_for(config: TrainConfig) -> Encoder:
-    options = {"gain": config.gain} if config.encoder == "rate" else {}
-    return make_encoder(config.encoder, config.num_steps, **options)
 
 
 def network_for(config: TrainConfig, input_shape, n_classes: int) -> Network:
     """The network of ``config``, initialised from ``config.seed``."""
     torch.manual_seed(config.seed)
+    if config.model == "gamma":
+        return build_gamma_network(
+            config.architecture,
+            input_shape,
+            n_classes,
+            tau=config.bucket_taus(),
+            threshold=config.gamma_threshold,
+            adapt=config.gamma_adapt,
+            per_synapse=config.per_synapse,
+            trainable_tau=config.trainable_tau,
+            dt=config.dt,
+        )
     return build_network(
         config.architecture,
         input_shape,
@@ -93,9 +103,9 @@ def engine_for(config: TrainConfig, engine: str | None = None) -> Callable:
 
 def prepare(config: TrainConfig) -> Experiment:
     """Load data (applying the limits), build the encoder and a freshly initialised network."""
-    train_set = _limit(load_dataset(config.dataset, "train", config.data_dir), config.train_limit)
-    test_set = _limit(load_dataset(config.dataset, "test", config.data_dir), config.test_limit)
-    encoder = make_encoder_for(config)
+    train_set = _limit(load_split(config, "train"), config.train_limit)
+    test_set = _limit(load_split(config, "test"), config.test_limit)
+    encoder = encoder_for(config, train_set)
     network = network_for(config, encoder.input_shape, train_set.n_classes)
     return Experiment(config, train_set, test_set, encoder, network)
 
@@ -111,14 +121,17 @@ def evaluate(
     progress: bool = True,
     desc: str = "eval",
     run: Callable | None = None,
+    loss_start: float = 0.0,
 ) -> dict[str, float]:
     """Metrics of ``network`` on ``dataset`` (accuracy, spikes, SynOps, ... as mean and std per sample).
 
     ``run(network, x, labels)`` is the engine (see :func:`engine_for`); default: layer-synchronous.
+    A SpikingGamma network is judged on its readout from ``loss_start`` ms on (its training window).
     """
     run = run or (lambda network, x, labels=None: sync.run(network, x))
     readout = readout or ("membrane" if network.readout_is_membrane else "spikes")
-    acc = MetricAccumulator(readout)
+    start = window_start(network, loss_start)
+    acc = MetricAccumulator(readout, predict_from=start)
     generator = eval_generator(seed)
     losses = []
     was_training = network.training
@@ -133,7 +146,11 @@ def evaluate(
             images = dataset.images[start : start + batch_size]
             labels = dataset.labels[start : start + batch_size]
             result = run(network, encoder(images, generator), labels)
-            losses.append(classification_loss(result.output, labels, readout).item() * len(labels))
+            if network.is_gamma:
+                loss = per_step_loss(result.output[start:], labels)
+            else:
+                loss = classification_loss(result.output, labels, readout)
+            losses.append(loss.item() * len(labels))
             acc.add(result, labels, network)
     network.train(was_training)
     summary = acc.summary()
@@ -163,16 +180,52 @@ def train_epoch(
         idx = order[start : start + cfg.batch_size]
         labels = exp.train_set.labels[idx]
         x = exp.encoder(exp.train_set.images[idx], generator)
-        result = run(net, x, labels)
-        loss = classification_loss(result.output, labels, cfg.readout)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * len(idx)
-        correct += int((predict(result.output.detach(), cfg.readout) == labels).sum())
+        if net.is_gamma:
+            output, loss_value = _gamma_step(net, x, labels, cfg, optimizer)
+            readout, start = "membrane", window_start(net, cfg.loss_start)
+        else:
+            result = run(net, x, labels)
+            loss = classification_loss(result.output, labels, cfg.readout)
+            loss.backward()
+            optimizer.step()
+            output, loss_value, readout, start = result.output.detach(), loss.item(), cfg.readout, 0
+        total_loss += loss_value * len(idx)
+        correct += int((predict(output[start:], readout) == labels).sum())
         seen += len(idx)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
     return {"loss": total_loss / seen, "accuracy": correct / seen}
+
+
+def window_start(network: Network, loss_start: float) -> int:
+    """First step of the loss / prediction window of a SpikingGamma readout (0 for LIF networks)."""
+    return int(round(loss_start / network.dt)) if network.is_gamma else 0
+
+
+def _gamma_step(
+    net: Network,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+) -> tuple[torch.Tensor, float]:
+    """One SpikingGamma batch: cross-entropy at every step of the window, by BPTT or online."""
+    start = window_start(net, cfg.loss_start)
+    if start >= x.shape[0]:
+        raise ConfigError(
+            f"loss_start: {cfg.loss_start} ms is not before the end of the sequence "
+            f"({x.shape[0] * net.dt:g} ms)"
+        )
+    step_loss = StepCrossEntropy(labels, start, x.shape[0] - start)
+
+    if cfg.training == "online":
+        stream = optimizer if cfg.update_every is not None else None
+        output, loss = online_sequence(net, x, step_loss, optimizer=stream, update_every=cfg.update_every)
+    else:
+        output, loss = bptt_sequence(net, x, step_loss)
+    if cfg.training != "online" or cfg.update_every is None or x.shape[0] % cfg.update_every:
+        optimizer.step()
+    return output, loss
 
 
 @dataclass
@@ -231,6 +284,7 @@ def train(
             progress=progress,
             desc=f"test {epoch}",
             run=engine_for(config),
+            loss_start=config.loss_start,
         )
         history.append(
             {

@@ -64,6 +64,44 @@ def test_online_gradient_equals_bptt_for_one_hidden_layer(per_synapse):
         torch.testing.assert_close(g_online[name], g, rtol=1e-5, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_fast_path_equals_bptt_across_chunk_boundaries(chunk):
+    from asyncsnn.training import gamma_fast
+    from asyncsnn.training.gamma import StepCrossEntropy
+
+    net = make_net()
+    assert gamma_fast.supported(net)
+    x, labels = data()
+    closed_form = StepCrossEntropy(labels, start=10, steps=50)
+    plain = classification_loss(labels)  # no closed form: autograd every step
+    out_b, g_bptt = gradients(net, lambda: bptt_sequence(net, x, plain))
+    for loss in (closed_form, plain):
+        out_f, g_fast = gradients(
+            net,
+            lambda loss=loss: gamma_fast.online_two_layer(
+                net, x, loss, optimizer=None, update_every=None, chunk=chunk
+            ),
+        )
+        torch.testing.assert_close(out_f, out_b, rtol=0, atol=1e-12)
+        scale = 50.0 if loss is closed_form else 1.0  # StepCrossEntropy averages over the 50 steps
+        for name, g in g_bptt.items():
+            torch.testing.assert_close(g_fast[name] * scale, g, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_reference_and_fast_online_paths_agree_with_streaming_updates():
+    x, labels = data()
+    results = []
+    for reference in (True, False):
+        net = make_net()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+        online_sequence(
+            net, x, classification_loss(labels), optimizer=optimizer, update_every=15, reference=reference
+        )
+        results.append([p.detach().clone() for p in net.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
 def test_online_regression_loss_at_every_step_equals_bptt():
     net = make_net()
     x, _ = data()
