@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from asyncsnn.cli import main
 
 TINY = [
@@ -94,3 +96,69 @@ def test_train_async_then_eval_with_either_engine(tmp_path, capsys):
     # layer scheduler with whole layers reproduces the synchronous run exactly (bias-free network)
     for key in ("accuracy", "spikes", "synops"):
         assert async_doc["metrics"][key] == sync_doc["metrics"][key], key
+
+
+def write_fake_vowels(folder, seed: int = 0) -> None:
+    """JapaneseVowels-shaped files (270 / 370 series, 12 channels, 9 classes) whose class sets one channel."""
+    import numpy as np
+
+    from asyncsnn.data.timeseries import JAPANESE_VOWELS_FILES
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, n in JAPANESE_VOWELS_FILES.values():
+        lines = [
+            "@problemName JapaneseVowels",
+            "@dimensions 12",
+            "@classLabel true 1 2 3 4 5 6 7 8 9",
+            "@data",
+        ]
+        for i in range(n):
+            label = i % 9
+            x = rng.normal(scale=0.3, size=(12, 4 + i % 3))
+            x[label] += 2.0
+            lines.append(":".join(",".join(f"{v:.3f}" for v in row) for row in x) + f":{label + 1}")
+        (folder / fname).write_text("\n".join(lines) + "\n")
+
+
+GAMMA = ["--model", "gamma", "--dataset", "japanese-vowels", "--architecture", "16", "--series-step", "3",
+         "--loss-start", "6", "--gamma-threshold", "0.2", "--batch-size", "16", "--train-limit", "90",
+         "--test-limit", "45", "--lr", "0.02", "--no-progress", "--no-plots"]  # fmt: skip
+
+
+def test_gamma_online_training_learns_and_evaluates_at_a_finer_dt(tmp_path, capsys):
+    write_fake_vowels(tmp_path / "data" / "japanese-vowels")
+    out = tmp_path / "run"
+    args = ["train", *GAMMA, "--training", "online", "--epochs", "3", "--data-dir", str(tmp_path / "data")]
+    assert main([*args, "--out", str(out)]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["config"]["model"] == "gamma" and doc["config"]["training"] == "online"
+    assert doc["test"]["accuracy"] > 0.5  # chance is 1/9
+    assert doc["test"]["spike_rate_hz"] > 0
+
+    assert main(["eval", str(out), "--dt", "0.5", "--no-progress"]) == 0
+    fine = json.loads((out / "eval_japanese-vowels_test_sync_dt0.5.json").read_text())
+    assert fine["dt"] == 0.5 and fine["metrics"]["samples"] == 370.0
+    assert 0.0 <= fine["metrics"]["accuracy"] <= 1.0
+
+
+def test_gamma_online_and_bptt_training_take_the_same_steps(tmp_path, capsys):
+    """Online training computes the BPTT gradient: one epoch either way gives the same losses."""
+    write_fake_vowels(tmp_path / "data" / "japanese-vowels")
+    losses = {}
+    for mode in ("online", "bptt"):
+        out = tmp_path / mode
+        args = ["train", *GAMMA, "--training", mode, "--epochs", "1", "--data-dir", str(tmp_path / "data")]
+        assert main([*args, "--out", str(out)]) == 0
+        doc = json.loads((out / "metrics.json").read_text())
+        losses[mode] = (doc["history"][0]["train"]["loss"], doc["test"]["loss"])
+    assert losses["online"] == pytest.approx(losses["bptt"], rel=1e-4)
+
+
+def test_gamma_configuration_errors_are_clear(tmp_path, capsys):
+    assert main(["train", "--model", "gamma", "--engine", "async", "--out", str(tmp_path / "x")]) == 2
+    assert "time-stepped" in capsys.readouterr().err
+    assert main(["train", "--training", "online", "--out", str(tmp_path / "x")]) == 2
+    assert "'online' is for model 'gamma'" in capsys.readouterr().err
+    assert main(["train", "--model", "gamma", "--gamma-tau", "5,-1", "--out", str(tmp_path / "x")]) == 2
+    assert "gamma_tau" in capsys.readouterr().err

@@ -130,8 +130,8 @@ def evaluate(
     """
     run = run or (lambda network, x, labels=None: sync.run(network, x))
     readout = readout or ("membrane" if network.readout_is_membrane else "spikes")
-    start = window_start(network, loss_start)
-    acc = MetricAccumulator(readout, predict_from=start)
+    window = window_start(network, loss_start)
+    acc = MetricAccumulator(readout, predict_from=window)
     generator = eval_generator(seed)
     losses = []
     was_training = network.training
@@ -147,7 +147,7 @@ def evaluate(
             labels = dataset.labels[start : start + batch_size]
             result = run(network, encoder(images, generator), labels)
             if network.is_gamma:
-                loss = per_step_loss(result.output[start:], labels)
+                loss = per_step_loss(result.output[window:], labels)
             else:
                 loss = classification_loss(result.output, labels, readout)
             losses.append(loss.item() * len(labels))
