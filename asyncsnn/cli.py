@@ -241,11 +241,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from asyncsnn.data import dataset_status, resolve_data_dir
+    from asyncsnn.data import dataset_status, fetch_japanese_vowels, resolve_data_dir
 
+    if args.fetch:
+        folder = fetch_japanese_vowels(args.data_dir, wheel=args.wheel)
+        print(f"japanese-vowels: JapaneseVowels_TRAIN.ts and _TEST.ts are in {folder}\n")
     root = resolve_data_dir(args.data_dir)
     print(f"data directory: {root if root else '(none: pass --data-dir or set ASYNCSNN_DATA)'}\n")
-    rows = dataset_status(args.data_dir)
+    rows = dataset_status(args.data_dir) + _series_status(args.data_dir)
     width = max(len(f"{r['name']}/{r['split']}") for r in rows)
     for r in rows:
         mark = "available" if r["available"] else "missing  "
@@ -253,6 +256,25 @@ def cmd_data(args: argparse.Namespace) -> int:
             f"{(r['name'] + '/' + r['split']).ljust(width)}  {mark}  {r.get('path') or r.get('reason', '')}"
         )
     return 0
+
+
+def _series_status(data_dir: str | None) -> list[dict[str, object]]:
+    from asyncsnn.data import load_japanese_vowels
+    from asyncsnn.errors import DataError
+
+    rows: list[dict[str, object]] = []
+    for split in ("train", "test"):
+        row: dict[str, object] = {"name": "japanese-vowels", "split": split}
+        try:
+            data = load_japanese_vowels(split, data_dir)
+            row.update(available=True, path=f"{len(data)} series, {data.channels} channels")
+        except DataError as err:
+            reason = (
+                str(err).split(";")[0] + "; get it with: asyncsnn data --fetch japanese-vowels --data-dir DIR"
+            )
+            row.update(available=False, reason=reason)
+        rows.append(row)
+    return rows
 
 
 # ----- entry point -----------------------------------------------------------------------------------
@@ -296,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="show which datasets are available and what is missing where")
     p.add_argument("--data-dir", help="data directory (default: ASYNCSNN_DATA)")
+    p.add_argument(
+        "--fetch",
+        choices=["japanese-vowels"],
+        help="put a dataset into the data directory first (JapaneseVowels: from the aeon wheel, via pip)",
+    )
+    p.add_argument("--wheel", help="with --fetch japanese-vowels: a local aeon-*.whl instead of downloading")
     p.set_defaults(func=cmd_data)
     return parser
 

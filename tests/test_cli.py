@@ -162,3 +162,23 @@ def test_gamma_configuration_errors_are_clear(tmp_path, capsys):
     assert "'online' is for model 'gamma'" in capsys.readouterr().err
     assert main(["train", "--model", "gamma", "--gamma-tau", "5,-1", "--out", str(tmp_path / "x")]) == 2
     assert "gamma_tau" in capsys.readouterr().err
+
+
+def test_data_fetches_japanese_vowels_from_a_local_wheel(tmp_path, capsys):
+    import zipfile
+
+    source = tmp_path / "source"
+    write_fake_vowels(source)
+    wheel = tmp_path / "aeon-1.6.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path in source.iterdir():
+            zf.write(path, f"aeon/datasets/data/JapaneseVowels/{path.name}")
+    data_dir = tmp_path / "data"
+    assert main(["data", "--data-dir", str(data_dir)]) == 0
+    assert "japanese-vowels/train  missing" in capsys.readouterr().out
+    assert (
+        main(["data", "--fetch", "japanese-vowels", "--wheel", str(wheel), "--data-dir", str(data_dir)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "japanese-vowels/test   available  370 series, 12 channels" in printed
+    assert (data_dir / "japanese-vowels" / "JapaneseVowels_TRAIN.ts").is_file()
