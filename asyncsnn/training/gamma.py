@@ -98,7 +98,10 @@ def bptt_sequence(network: Network, x: torch.Tensor, step_loss: StepLoss) -> tup
     check_gamma_trainable(network)
     outs, _, _, _ = gamma_outputs(network, x)
     out = outs[-1].reshape(x.shape[0], x.shape[1], -1)
-    losses = [loss for t in range(x.shape[0]) if (loss := step_loss(t, out[t])) is not None]
+    # unbind: one backward node for all steps (indexing out[t] would make every step's backward a full-size
+    # zero tensor, O(T^2) work)
+    steps = out.unbind(0)
+    losses = [loss for t in range(x.shape[0]) if (loss := step_loss(t, steps[t])) is not None]
     total = torch.stack(losses).sum() if losses else out.sum() * 0
     if total.requires_grad:
         total.backward()
@@ -209,7 +212,7 @@ def online_sequence(
     top = len(layers) - 2
     traces = _Traces(network, top) if exact and top >= 0 and _Traces.supported(network, top) else None
     state: list | None = None
-    outputs, total = [], 0.0
+    outputs, total = None, 0.0
     for t in range(T):
         state = _detach_state(state)
         kept: dict[str, torch.Tensor] = {}
@@ -225,11 +228,13 @@ def online_sequence(
                 traces.accumulate(kept["buckets"].grad)
         elif loss is not None:
             total += float(loss.detach())
-        outputs.append(out.detach())
+        if outputs is None:  # one buffer for the whole run (see gamma_fast)
+            outputs = out.new_empty(T, *out.shape)
+        outputs[t] = out.detach()
         if update_every is not None and (t + 1) % update_every == 0:
             optimizer.step()
             optimizer.zero_grad()
-    return torch.stack(outputs), total
+    return outputs, total
 
 
 def _step(network: Network, frame: torch.Tensor, state: list | None, top: int, kept: dict) -> torch.Tensor:

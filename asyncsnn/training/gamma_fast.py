@@ -85,7 +85,10 @@ def online_two_layer(
     value_and_grad = getattr(step_loss, "value_and_grad", None) or _autograd_value_and_grad(step_loss)
     # Detached views share storage with the parameters, so an optimizer step (in place) is seen here too.
     W1, V1, _, W2, U2, _ = (p.detach() for p in params)
-    state, outputs, total = None, [], 0.0
+    # The readout of every step goes into one buffer allocated up front (T x B x O floats, the product of the
+    # run, not training state; growing a list instead fragments the heap in proportion to T).
+    outputs = x.new_empty(T, B, w2.shape[0])
+    state, total = None, 0.0
     start = 0
     while start < T:
         stop = min(T, start + chunk)
@@ -117,7 +120,7 @@ def online_two_layer(
         delta = d_read @ W2  # [C, B, K, N]: dL/dg_k at every step
         grad_hidden += jump.gradient(delta, traces, phi)
         traces = jump.advance(traces, phi)
-        outputs.append(out)
+        outputs[start:stop] = out
         start = stop
         if update_every is not None and start % update_every == 0:
             _split_hidden(grad_hidden, grads, M, K)
@@ -126,7 +129,7 @@ def online_two_layer(
             optimizer.zero_grad()
     _split_hidden(grad_hidden, grads, M, K)
     _flush(params, grads)
-    return torch.cat(outputs), total
+    return outputs, total
 
 
 def _split_hidden(grad_hidden: torch.Tensor, grads: list[torch.Tensor], M: int, K: int) -> None:
