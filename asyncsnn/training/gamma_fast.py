@@ -79,7 +79,7 @@ def online_two_layer(
     P = M + K + 1
     chunk = max(1, min(chunk, CHUNK_BUDGET // max(1, B * N * P), update_every or chunk))
     jump = _ChunkJump(hidden.decay.detach(), chunk)
-    traces = x.new_zeros(B, K, N, P)
+    traces = x.new_zeros(K, B, N, P)  # bucket first: the chunk jump is then a plain matrix product
     grad_hidden = x.new_zeros(N, P)
     grads = [torch.zeros_like(p) for p in params]
     value_and_grad = getattr(step_loss, "value_and_grad", None) or _autograd_value_and_grad(step_loss)
@@ -88,6 +88,7 @@ def online_two_layer(
     # The readout of every step goes into one buffer allocated up front (T x B x O floats, the product of the
     # run, not training state; growing a list instead fragments the heap in proportion to T).
     outputs = x.new_empty(T, B, w2.shape[0])
+    phi_buffer = x.new_ones(chunk, B, N, P)  # e_0 of every step of a chunk; the last column stays 1 (bias)
     state, total = None, 0.0
     start = 0
     while start < T:
@@ -100,9 +101,11 @@ def online_two_layer(
             outs, buckets, drives, state = gamma_outputs(network, x[start:stop], state)
             out, g = outs[-1].flatten(2), buckets[0]  # [C, B, O], [C, B, K, N]
             current = g_in @ W1.t()  # [C, B, K, N]
-            ones = current.new_ones(C, B, N, 1)
-            phi = torch.cat([torch.einsum("kj,cbki->cbji", V1, g_in), current.transpose(2, 3), ones], dim=3)
-            phi *= (drives[0] > 0).to(phi.dtype)[..., None]  # e_0 of every step: [C, B, N, P]
+            phi = phi_buffer[:C]
+            phi[..., :M] = torch.matmul(V1.t(), g_in)  # z_ji = sum_k v_j^k g_k,i
+            phi[..., M : M + K] = current.transpose(2, 3)  # c_jk = sum_i w_ji g_k,i
+            phi[..., M + K] = 1.0
+            phi *= (drives[0] > 0).to(phi.dtype)[..., None]  # ReLU'(x_j)
         if hasattr(step_loss, "chunk_value_and_grad"):
             loss, d_out = step_loss.chunk_value_and_grad(start, out)
             total += loss
@@ -173,22 +176,24 @@ class _ChunkJump:
 
     def gradient(self, delta: torch.Tensor, traces: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         """``sum_c delta(c) . e(c)`` over a chunk, ``[N, P]``: ``delta`` ``[C, B, K, N]``, ``traces`` (before
-        the chunk) ``[B, K, N, P]``, ``phi`` ``[C, B, N, P]``."""
-        C = delta.shape[0]
+        the chunk) ``[K, B, N, P]``, ``phi`` ``[C, B, N, P]``."""
+        C, B, _, N = delta.shape
         powers = self.powers.to(delta)
-        lam = torch.einsum("ckj,cbkn->bjn", powers[1 : C + 1], delta)
+        lam = torch.einsum("ckj,cbkn->jbn", powers[1 : C + 1], delta)
         # D[s, c] = column 0 of A^(c - s) for c >= s: how phi(s) reaches the buckets at step c
         lag = torch.arange(C)[None, :] - torch.arange(C)[:, None]  # c - s
         D = powers[lag.clamp(min=0), :, 0] * (lag >= 0)[..., None].to(delta)  # [C(s), C(c), K]
-        delta_tilde = torch.einsum("sck,cbkn->sbn", D, delta)
-        return torch.einsum("bjn,bjnp->np", lam, traces) + torch.einsum("sbn,sbnp->np", delta_tilde, phi)
+        delta_tilde = torch.einsum("sck,cbkn->nsb", D, delta).reshape(N, 1, C * B)
+        within = torch.bmm(delta_tilde, phi.permute(2, 0, 1, 3).reshape(N, C * B, -1))[:, 0]
+        return within + (lam[..., None] * traces).sum((0, 1))
 
     def advance(self, traces: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
-        """The traces after the chunk: ``A^C e_prev + sum_s A^(C-1-s) u phi(s)``."""
-        C = phi.shape[0]
+        """The traces after the chunk: ``A^C e_prev + sum_s A^(C-1-s) u phi(s)``, ``[K, B, N, P]``."""
+        C, K = phi.shape[0], traces.shape[0]
         powers = self.powers.to(phi)
         feed = powers[C - 1 - torch.arange(C), :, 0]  # [C(s), K]
-        return torch.einsum("kj,bjnp->bknp", powers[C], traces) + torch.einsum("sk,sbnp->bknp", feed, phi)
+        jumped = powers[C] @ traces.reshape(K, -1) + feed.t() @ phi.reshape(C, -1)
+        return jumped.reshape(traces.shape)
 
 
 def _flush(params: tuple[torch.Tensor, ...], grads: list[torch.Tensor]) -> None:
