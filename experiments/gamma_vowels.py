@@ -191,7 +191,13 @@ def main() -> None:
             "dt_0.1ms": fine,
             "accuracy_change_points": acc_change,
             "spike_rate_change_percent": rate_change,
-        },  # fmt: skip
+        },
+        "outside_regime": {
+            "config": OUTSIDE,
+            "dt_1ms": outside_dt[1.0],
+            "dt_0.1ms": outside_dt[0.1],
+            "spike_rate_change_percent": outside_change,
+        },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "gamma_vowels.json"
