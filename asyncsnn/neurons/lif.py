@@ -106,7 +106,8 @@ def lif_scan(
 
     Returns ``(spikes [T, B, ...], final_state, u [T, B, ...])``; ``u`` (the pre-reset membrane)
     carries no gradient.
-    Gives exactly the spikes and gradients of looping :func:`lif_step` (tested).
+    Gives the spikes and gradients of looping :func:`lif_step` (tested equal); the membrane update is one
+    fused multiply-add, so it may differ from the loop in the last bit of ``u``.
     """
     v0 = torch.zeros_like(currents[0]) if state is None else state.v
     spikes, v, us = _LIFScan.apply(currents, v0, p)
