@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -209,3 +210,60 @@ def test_compiled_training_path_gives_the_reference_gradients(
         torch.autograd.grad((fast.output * w).sum(), params),
     ):
         torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-12)
+
+
+def _training_net(seed: int) -> Network:
+    torch.manual_seed(seed)
+    lif = lambda: LIF(tau=20.0, threshold=0.5)  # noqa: E731
+    return Network(nn.Linear(6, 5), lif(), nn.Linear(5, 3), lif(), input_shape=(6,)).double()
+
+
+def _compiled_grads(net: Network, x: torch.Tensor, cfg: AsyncConfig, threads: int, w: torch.Tensor):
+    from asyncsnn.engines.kernels import run_numba_train
+
+    out, _ = run_numba_train(net, x, cfg, None, threads=threads)
+    return out, torch.autograd.grad((out * w).sum(), list(net.parameters()))
+
+
+@pytest.mark.parametrize("batch, threads", [(1, 1), (1, 4), (3, 4), (4, 3), (5, 2)])
+def test_compiled_training_splits_any_batch_over_threads(batch, threads):
+    """Each thread runs every ``threads``-th sample in one kernel call; small batches leave threads idle."""
+    net = _training_net(0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 3, (8, batch, 6), generator=g).double()
+    x = x * (torch.rand(x.shape, generator=g) < 0.5)
+    cfg = AsyncConfig(group_size=2, scheduler="momentum")
+    ref = async_.run(net, x, cfg, backend="reference")
+    w = torch.randn(ref.output.shape, generator=g, dtype=torch.float64)
+    out, grads = _compiled_grads(net, x, cfg, threads, w)
+    assert torch.equal(ref.output.detach(), out.detach())
+    for a, b in zip(torch.autograd.grad((ref.output * w).sum(), list(net.parameters())), grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_training_reruns_samples_whose_tape_is_full():
+    """A sample whose tape runs out of room is run again with a larger one (the tapes that fit are kept):
+    same outputs, records and gradients as with room enough from the start."""
+    from asyncsnn.engines.kernels import TAPE_SIZES
+
+    net = _training_net(2)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 3, (10, 4, 6), generator=g).double()
+    x = x * (torch.rand(x.shape, generator=g) < 0.6)
+    x[:, 0] = 0.0  # a quiet sample: a short tape
+    cfg = AsyncConfig(group_size=1, input_mode="scheduled")
+    w = torch.randn(10, 4, 3, generator=g, dtype=torch.float64)
+    roomy, roomy_grads = _compiled_grads(net, x, cfg, 2, w)
+    for sizes in ([1] * 5, [40, 100, 60, 100, 40]):  # every tape overflows; only the quiet sample's fits
+        net.__dict__[TAPE_SIZES] = np.array(sizes, dtype=np.int64)
+        tight, tight_grads = _compiled_grads(net, x, cfg, 2, w)
+        assert torch.equal(roomy.detach(), tight.detach())
+        for a, b in zip(roomy_grads, tight_grads):
+            assert torch.equal(a, b)
+        assert (net.__dict__[TAPE_SIZES] > 100).all()  # the next step starts with room enough
+    ref = async_.run(net, x, cfg, backend="reference")
+    fast = async_.run(net, x, cfg, backend="numba")
+    assert torch.equal(ref.output.detach(), fast.output.detach())
+    for name in RECORDS:
+        a, b = getattr(ref.records, name), getattr(fast.records, name)
+        assert torch.allclose(a.double(), b.double(), equal_nan=True, rtol=0, atol=0), name

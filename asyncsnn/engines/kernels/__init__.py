@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -63,49 +64,94 @@ def synapse_csr(network: Network, index: int) -> tuple[torch.Tensor, torch.Tenso
     return result
 
 
-def _network_arrays(network: Network, dtype: torch.dtype) -> dict:
-    """Everything the kernel needs to know about the network, as numpy arrays; cached until a parameter or
-    buffer changes (so repeated inference calls pay nothing here)."""
-    tensors = list(network.parameters()) + list(network.buffers())
+def _cached(network: Network, key, tensors, dtype: torch.dtype, build):
+    """``build()``, cached on the network until one of ``tensors`` changes (or ``dtype`` differs)."""
     stamp = (dtype, tuple((id(t), t._version) for t in tensors))
-    cached = network.__dict__.get("_kernel_arrays")
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    layers = network.layers
-    L = len(layers)
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    sizes = np.array([layer.size for layer in layers], dtype=np.int64)
-    neu_off = np.zeros(L + 1, dtype=np.int64)
-    neu_off[1:] = np.cumsum(sizes)
-    src_off = np.zeros(L + 1, dtype=np.int64)
-    src_off[1:] = np.cumsum([layers[0].in_size] + [int(n) for n in sizes[:-1]])
-    parts: dict[str, list] = {k: [] for k in ("beta", "thr", "bias", "ptr", "tgt", "w", "fan")}
-    dense_src = np.zeros(L, dtype=np.bool_)
-    reset_zero = np.zeros(L, dtype=np.bool_)
-    nnz = 0
-    with torch.no_grad():
+    cache = network.__dict__.setdefault("_kernel_cache", {})
+    hit = cache.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    value = build()
+    cache[key] = (stamp, value)
+    return value
+
+
+def _structure_arrays(network: Network) -> dict:
+    """Layer sizes, offsets and fan-out lists of the whole network (the wiring never changes)."""
+
+    def build() -> dict:
+        layers = network.layers
+        L = len(layers)
+        sizes = np.array([layer.size for layer in layers], dtype=np.int64)
+        neu_off = np.zeros(L + 1, dtype=np.int64)
+        neu_off[1:] = np.cumsum(sizes)
+        src_off = np.zeros(L + 1, dtype=np.int64)
+        src_off[1:] = np.cumsum([layers[0].in_size] + [int(n) for n in sizes[:-1]])
+        ptrs, tgts, fans = [], [], []
+        dense_src = np.zeros(L, dtype=np.bool_)
+        nnz = 0
         for i, layer in enumerate(layers):
-            p = layer.population.parameters_()
-            parts["beta"].append(torch.broadcast_to(p.beta, layer.shape).reshape(-1))
-            parts["thr"].append(torch.broadcast_to(p.threshold, layer.shape).reshape(-1))
-            param = next(layer.synapse.parameters(), None)
-            zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype if param is not None else dtype)
-            parts["bias"].append(apply_synapse(layer.synapse, zero).reshape(-1))
-            reset_zero[i] = p.reset == "zero"
-            ptr, tgt, w, dense_src[i] = synapse_csr(network, i)
-            parts["ptr"].append((ptr[:-1] if i < L - 1 else ptr) + nnz)
+            ptr, tgt = network.connectivity(i)
+            dense_src[i] = int(ptr[-1]) == layer.in_size * layer.size  # rows are sorted: full rows are 0..n-1
+            ptrs.append((ptr[:-1] if i < L - 1 else ptr) + nnz)
             nnz += int(ptr[-1])
-            parts["tgt"].append(tgt)
-            parts["w"].append(w)
-            parts["fan"].append(network.fan_out(i).double())
-    real = {k: torch.cat(parts[k]).to(dtype).numpy().astype(np_dtype) for k in ("beta", "thr", "bias", "w")}
-    arrays = dict(
-        L=L, sizes=sizes, neu_off=neu_off, src_off=src_off, dense_src=dense_src, reset_zero=reset_zero,
-        ptr=torch.cat(parts["ptr"]).numpy(), tgt=torch.cat(parts["tgt"]).numpy(),
-        fan=torch.cat(parts["fan"]).numpy(), np_dtype=np_dtype, **real,
-    )  # fmt: skip
-    network.__dict__["_kernel_arrays"] = (stamp, arrays)
-    return arrays
+            tgts.append(tgt)
+            fans.append(network.fan_out(i).double())
+        return dict(
+            L=L, sizes=sizes, neu_off=neu_off, src_off=src_off, dense_src=dense_src,
+            ptr=torch.cat(ptrs).numpy(), tgt=torch.cat(tgts).numpy(), fan=torch.cat(fans).numpy(),
+        )  # fmt: skip
+
+    return _cached(network, "structure", (), None, build)
+
+
+def _neuron_arrays(network: Network, dtype: torch.dtype) -> dict:
+    """Per-neuron decay and threshold (in ``dtype`` and in float64) and per-layer reset modes; cached until
+    a population's tensor changes."""
+    populations = [layer.population for layer in network.layers]
+    tensors = [t for p in populations for t in (*p.parameters(), *p.buffers())]
+
+    def build() -> dict:
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        beta, thr = [], []
+        with torch.no_grad():
+            for layer in network.layers:
+                p = layer.population.parameters_()
+                beta.append(torch.broadcast_to(p.beta, layer.shape).reshape(-1))
+                thr.append(torch.broadcast_to(p.threshold, layer.shape).reshape(-1))
+        beta_np = torch.cat(beta).to(dtype).numpy().astype(np_dtype)
+        thr_np = torch.cat(thr).to(dtype).numpy().astype(np_dtype)
+        return dict(
+            np_dtype=np_dtype, beta=beta_np, thr=thr_np,
+            beta64=beta_np.astype(np.float64), thr64=thr_np.astype(np.float64),
+            reset_zero=np.array([p.parameters_().reset == "zero" for p in populations], dtype=np.bool_),
+        )  # fmt: skip
+
+    return _cached(network, ("neurons", dtype), tensors, dtype, build)
+
+
+def _synapse_arrays(network: Network, dtype: torch.dtype) -> dict:
+    """CSR weights and per-neuron bias currents of all blocks; cached until a synapse's tensor changes."""
+    tensors = [t for layer in network.layers for t in (*layer.synapse.parameters(), *layer.synapse.buffers())]
+
+    def build() -> dict:
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        bias, w = [], []
+        with torch.no_grad():
+            for i, layer in enumerate(network.layers):
+                param = next(layer.synapse.parameters(), None)
+                zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype if param is not None else dtype)
+                bias.append(apply_synapse(layer.synapse, zero).reshape(-1))
+                w.append(synapse_csr(network, i)[2])
+        return {k: torch.cat(v).to(dtype).numpy().astype(np_dtype) for k, v in (("bias", bias), ("w", w))}
+
+    return _cached(network, ("synapses", dtype), tensors, dtype, build)
+
+
+def _network_arrays(network: Network, dtype: torch.dtype) -> dict:
+    """Everything the inference kernel needs to know about the network, as numpy arrays; each part is cached
+    until a tensor it depends on changes (so repeated inference calls pay nothing here)."""
+    return {**_structure_arrays(network), **_neuron_arrays(network, dtype), **_synapse_arrays(network, dtype)}
 
 
 def run_numba(network: Network, x, cfg, state, labels):
@@ -154,120 +200,202 @@ def numba_trainable(network: Network) -> bool:
 
 
 class _AsyncTrain(torch.autograd.Function):
-    """Forward through the compiled schedule with a tape; backward replays the tape (gradient rules R1-R4)."""
+    """Forward through the compiled schedule with a tape; backward replays the tape (gradient rules R1-R4).
+
+    Inputs: the job, then per layer its weights and bias (see :func:`run_numba_train`)."""
 
     @staticmethod
-    def forward(ctx, weights, bias, job):  # type: ignore[override]
-        out = job.forward(weights.detach().numpy(), bias.detach().numpy())
+    def forward(ctx, job, *params):  # type: ignore[override]
         ctx.job = job
-        ctx.dtypes = (weights.dtype, bias.dtype)
-        return out.to(weights.dtype)
+        ctx.params = [(p.shape, p.dtype) if p is not None else None for p in params]
+        weights, bias = job.flat_parameters(params)
+        return job.forward(weights, bias).to(torch.from_numpy(weights).dtype)
 
     @staticmethod
     def backward(ctx, g_out):  # type: ignore[override]
         g_w, g_b = ctx.job.backward(g_out.detach().double().contiguous().numpy())
-        return torch.from_numpy(g_w).to(ctx.dtypes[0]), torch.from_numpy(g_b).to(ctx.dtypes[1]), None
+        return None, *ctx.job.parameter_gradients(g_w, g_b, ctx.params, ctx.needs_input_grad[1:])
 
 
 class _TrainJob:
-    """Holds the arrays and per-sample tapes between the forward and the backward pass."""
+    """Holds the arrays and the samples' tapes between the forward and the backward pass.
+
+    Samples are split into ``threads`` chunks (chunk ``k``: samples ``k, k + threads, ...``), each run by one
+    thread in one compiled call; the backward pass sums the chunks' gradients in chunk order, so results do
+    not depend on how the threads are scheduled."""
 
     def __init__(self, network: Network, events, cfg, labels, threads: int) -> None:
-        self.network, self.events, self.cfg, self.threads = network, events, cfg, threads
-        dtype = next(network.parameters()).dtype
-        a = _network_arrays(network, dtype)
-        self.a = a
-        L = a["L"]
-        self.layer_of = np.repeat(np.arange(L), a["sizes"])
-        pops = [layer.population for layer in network.layers]
-        self.detach_reset = np.array([p.detach_reset for p in pops])
         from asyncsnn.engines.kernels.numba_train import SURROGATE_IDS
 
+        self.network, self.events, self.cfg = network, events, cfg
+        dtype = next(network.parameters()).dtype
+        # the weights and bias currents are not taken from here: they come through autograd
+        self.a = {**_structure_arrays(network), **_neuron_arrays(network, dtype)}
+        L = self.a["L"]
+        pops = [layer.population for layer in network.layers]
+        self.detach_reset = np.array([p.detach_reset for p in pops])
         self.sg_kind = np.array([SURROGATE_IDS[p.surrogate.name] for p in pops], dtype=np.int64)
         self.sg_scale = np.array([float(p.surrogate.scale) for p in pops])
         B = events.batch_size
+        self.n_chunks = max(1, min(threads, B))
         self.labels = (labels if labels is not None else torch.full((B,), -1)).to(torch.int64).numpy()
         self.spikes = np.zeros((B, L))
         self.synops = np.zeros((B, L))
         self.input_events = np.zeros(B)
         self.rec = np.zeros((B, 10))
         self.dropout = cfg.refractory_dropout if (network.training and cfg.refractory) else 0.0
+        self.linear = [_linear_of(layer) is not None for layer in network.layers]
 
-    def _chunks(self):
-        B = self.events.batch_size
-        n = max(1, min(self.threads, B))
-        return [range(k, B, n) for k in range(n)]
+    def flat_parameters(self, params) -> tuple[np.ndarray, np.ndarray]:
+        """The kernel's CSR weights and bias currents from the layers' ``(weights, bias)`` inputs, in the
+        weights' common precision."""
+        a = self.a
+        dtype = np.result_type(*[params[2 * i].detach().numpy().dtype for i in range(a["L"])])
+        w = np.empty(int(a["ptr"][-1]), dtype=dtype)
+        bias = np.zeros(int(a["neu_off"][-1]), dtype=dtype)
+        for i, (lo, hi, b0, b1) in enumerate(self._segments()):
+            weights, b = params[2 * i].detach().numpy(), params[2 * i + 1]
+            if self.linear[i]:  # the CSR rows are the weight's columns
+                w[lo:hi].reshape(weights.shape[1], weights.shape[0])[...] = weights.T
+            else:
+                w[lo:hi] = weights
+            if b is not None:
+                bias[b0:b1] = b.detach().numpy()
+        return w, bias
+
+    def parameter_gradients(self, g_w, g_b, params, needed) -> list:
+        """The gradients of the inputs of :meth:`flat_parameters`, from the chunks' gradients of the CSR
+        weights and bias currents (:meth:`backward`)."""
+        grads: list = []
+        for i, (lo, hi, b0, b1) in enumerate(self._segments()):
+            (w_shape, w_dtype), bias = params[2 * i], params[2 * i + 1]
+            g = None
+            if needed[2 * i]:
+                g = _sum_rows(g_w[:, lo:hi])
+                if self.linear[i]:  # back to the weight's layout
+                    g = np.ascontiguousarray(g.reshape(w_shape[1], w_shape[0]).T)
+                g = torch.from_numpy(g).to(w_dtype)
+            grads.append(g)
+            g = torch.from_numpy(_sum_rows(g_b[:, b0:b1])).to(bias[1]) if needed[2 * i + 1] else None
+            grads.append(g)
+        return grads
+
+    def _segments(self):
+        """Per layer: its block's range in the CSR weights and its neurons' range in the biases."""
+        a = self.a
+        for i in range(a["L"]):
+            lo, hi = a["ptr"][a["src_off"][i]], a["ptr"][a["src_off"][i + 1]]
+            yield int(lo), int(hi), int(a["neu_off"][i]), int(a["neu_off"][i + 1])
 
     def forward(self, weights: np.ndarray, bias: np.ndarray) -> torch.Tensor:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from asyncsnn.engines.kernels.numba_train import forward_sample
+        """Run every sample through the schedule, recording its tape; returns the outputs ``[T, B, n]``."""
+        from asyncsnn.engines.kernels.numba_train import N_LENGTHS, forward_chunk, new_tape
 
         a, ev, cfg = self.a, self.events, self.cfg
         self.w = weights
         T, B = ev.num_steps, ev.batch_size
         out = np.zeros((T, B, int(a["sizes"][-1])))
         self.v_final = np.zeros((B, int(a["neu_off"][-1])))
-        self.tapes: list = [None] * B
-        count = ev.count.astype(weights.dtype)
-        capacity = self.network.__dict__.get("_tape_capacity", np.full(4, 1024, dtype=np.int64))
-
-        def work(samples):
-            for b in samples:
-                self.tapes[b] = forward_sample(
-                    b, T, a["L"], a["neu_off"], a["src_off"],
-                    a["beta"], a["thr"], bias, a["reset_zero"],
-                    a["ptr"], a["tgt"], weights, a["fan"], a["dense_src"], ev.ptr, ev.channel, count,
-                    self.labels, cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed,
-                    cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",
-                    float(cfg.sync_threshold), -1 if cfg.max_steps is None else cfg.max_steps,
-                    -1 if cfg.stop_after_output is None else cfg.stop_after_output, cfg.carry_over,
-                    self.dropout, out, self.v_final, self.spikes, self.synops, self.input_events, self.rec,
-                    capacity,
-                )  # fmt: skip
-
-        with ThreadPoolExecutor(len(self._chunks())) as pool:
-            list(pool.map(work, self._chunks()))
-        # the next step starts with tapes about this large: they rarely need to grow
-        sizes = [(len(tp[0]), len(tp[7]), len(tp[11]), len(tp[14])) for tp in self.tapes]
-        self.network.__dict__["_tape_capacity"] = np.array([int(1.2 * max(c)) + 1024 for c in zip(*sizes)])
+        self.lengths = np.zeros((B, N_LENGTHS), dtype=np.int64)
+        ok = np.zeros(B, dtype=np.bool_)
+        args = (
+            T, a["L"], a["neu_off"], a["src_off"], a["beta"], a["thr"], bias, a["reset_zero"],
+            a["ptr"], a["tgt"], weights, a["fan"], a["dense_src"],
+            ev.ptr, ev.channel, ev.count.astype(weights.dtype),
+            self.labels, cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed,
+            cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",
+            float(cfg.sync_threshold), -1 if cfg.max_steps is None else cfg.max_steps,
+            -1 if cfg.stop_after_output is None else cfg.stop_after_output, cfg.carry_over,
+            self.dropout, out, self.v_final, self.spikes, self.synops, self.input_events, self.rec,
+        )  # fmt: skip
+        # start with the largest tape sizes of earlier steps (plus a margin): most steps fit at the first try
+        sizes = capacity = self.network.__dict__.get(TAPE_SIZES, np.full(N_LENGTHS, 1024, dtype=np.int64))
+        self.tape = new_tape(B, capacity, weights.dtype)
+        samples = np.arange(B)
+        while samples.size:
+            n = min(self.n_chunks, samples.size)
+            tail = (*self.tape, self.lengths, ok)
+            _in_threads(lambda k, s=samples, n=n, tail=tail: forward_chunk(s, k, n, *args, *tail), n)
+            samples = np.flatnonzero(~ok)
+            if samples.size:  # some tapes were full: rerun those samples with room for more
+                capacity = 4 * np.asarray(capacity)
+                self.tape = _grown(self.tape, new_tape(B, capacity, weights.dtype))
+        if B:  # sizes never shrink: no reruns when steps alternate between smaller and larger workloads
+            need = (1.2 * self.lengths.max(0)).astype(np.int64) + 1024
+            self.network.__dict__[TAPE_SIZES] = np.maximum(need, sizes)
         return torch.from_numpy(out)
 
     def backward(self, g_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from concurrent.futures import ThreadPoolExecutor
+        """Replay the tapes: the gradients of the CSR weights and of the bias currents, one row per chunk."""
+        from asyncsnn.engines.kernels.numba_train import backward_chunk
 
-        from asyncsnn.engines.kernels.numba_train import backward_sample
-
-        a = self.a
-        chunks = self._chunks()
-        g_ws = [np.zeros_like(self.w) for _ in chunks]
-        g_bs = [np.zeros(int(a["neu_off"][-1])) for _ in chunks]
-        beta, thr = a["beta"].astype(np.float64), a["thr"].astype(np.float64)
-
-        def work(k):
-            for b in chunks[k]:
-                backward_sample(
-                    b, *self.tapes[b], g_out, a["neu_off"], self.layer_of, beta, thr, a["reset_zero"],
-                    self.detach_reset, self.sg_kind, self.sg_scale, a["ptr"], a["tgt"], self.w,
-                    a["dense_src"], g_ws[k], g_bs[k],
-                )  # fmt: skip
-
-        with ThreadPoolExecutor(len(chunks)) as pool:
-            list(pool.map(work, range(len(chunks))))
-        return sum(g_ws), sum(g_bs)
+        a, n = self.a, self.n_chunks
+        g_w = np.zeros((n, self.w.shape[0]), dtype=self.w.dtype)
+        g_b = np.zeros((n, int(a["neu_off"][-1])))
+        args = (
+            *self.tape, self.lengths, g_out, a["neu_off"], a["beta64"], a["thr64"], a["reset_zero"],
+            self.detach_reset, self.sg_kind, self.sg_scale, a["ptr"], a["tgt"], self.w, a["dense_src"],
+        )  # fmt: skip
+        _in_threads(lambda k: backward_chunk(k, n, *args, g_w[k], g_b[k]), n)
+        return g_w, g_b
 
 
-def _csr_weights(network: Network, index: int) -> torch.Tensor:
-    """The CSR weights of block ``index`` as a differentiable function of its parameters."""
-    layer = network.layers[index]
-    ptr, targets = network.connectivity(index)
+TAPE_SIZES = "_tape_sizes"  # network attribute: tape sizes for the next training step
+_pool: ThreadPoolExecutor | None = None  # worker threads, kept: starting threads at every pass costs time
+_pool_size = 0
+
+
+def _in_threads(fn, n: int) -> None:
+    """``fn(k)`` for ``k = 0 .. n - 1``: ``k = 0`` in this thread, the others in worker threads (the kernels
+    release the GIL). numba's own thread pool (``prange``) is avoided on purpose: its OpenMP workers keep
+    spinning after a kernel and slow down the PyTorch operations between the kernels."""
+    global _pool, _pool_size
+    if n > 1 and _pool_size < n - 1:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool, _pool_size = ThreadPoolExecutor(n - 1, thread_name_prefix="asyncsnn-kernel"), n - 1
+    futures = [_pool.submit(fn, k) for k in range(1, n)] if n > 1 else []
+    fn(0)
+    for f in futures:
+        f.result()
+
+
+def _grown(old: tuple[np.ndarray, ...], new: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """``new`` (larger tapes) holding the entries of ``old``."""
+    for o, n in zip(old, new):
+        n[:, : o.shape[1]] = o
+    return new
+
+
+def _sum_rows(parts: np.ndarray) -> np.ndarray:
+    """``parts[0] + parts[1] + ...``, C-contiguous, added in this order (the order fixes the rounding)."""
+    total = np.empty(parts.shape[1:], dtype=parts.dtype)
+    if len(parts) == 1:
+        total[...] = parts[0]
+    else:
+        np.add(parts[0], parts[1], out=total)
+    for part in parts[2:]:
+        total += part
+    return total
+
+
+def _linear_of(layer) -> torch.nn.Linear | None:
+    """The block's ``nn.Linear`` if the block is one (and reshapes): its CSR rows are the weight's columns."""
     linear = [m for m in layer.synapse if isinstance(m, torch.nn.Linear)]
     reshapes = (torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity, torch.nn.Linear)
     if len(linear) == 1 and all(isinstance(m, reshapes) for m in layer.synapse):
-        return linear[0].weight.t().reshape(-1)
+        return linear[0]
+    return None
+
+
+def _csr_weights(network: Network, index: int) -> torch.Tensor:
+    """The CSR weights of a block that is not a single ``nn.Linear``, as a differentiable function of its
+    parameters (read off the Jacobian columns at the wired targets)."""
+    layer = network.layers[index]
+    ptr, targets = network.connectivity(index)
     dtype = next(layer.synapse.parameters()).dtype
     parts = []
-    for start in range(0, layer.in_size, 256):  # Jacobian columns, read at the wired targets
+    for start in range(0, layer.in_size, 256):
         stop = min(start + 256, layer.in_size)
         basis = torch.zeros(stop - start, layer.in_size, dtype=dtype)
         basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
@@ -279,17 +407,20 @@ def _csr_weights(network: Network, index: int) -> torch.Tensor:
 
 
 def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None):
-    """Differentiable run through the compiled training path (dense networks). Returns the output (with a
-    gradient to the parameters) and the job holding the records."""
+    """Differentiable run through the compiled training path. Returns the output (with a gradient to the
+    parameters) and the job holding the records."""
     from asyncsnn.engines.events import SparseFrames
 
     events = x if isinstance(x, SparseFrames) else SparseFrames.from_dense(x)
     job = _TrainJob(network, events, cfg, labels, threads or torch.get_num_threads())
-    weights, bias = [], []
+    params = []  # per layer: weights and bias (None: no bias), each with a gradient
     for i, layer in enumerate(network.layers):
-        weights.append(_csr_weights(network, i))  # differentiable: gradients reach the parameters
-        param = next(layer.synapse.parameters())
-        zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype)
-        bias.append(apply_synapse(layer.synapse, zero).reshape(-1))
-    out = _AsyncTrain.apply(torch.cat(weights), torch.cat(bias), job)
+        linear = _linear_of(layer)
+        if linear is not None:  # passed as they are: no PyTorch copies (and no thread team) per step
+            params += [linear.weight, linear.bias]
+        else:  # CSR weights and bias currents computed by PyTorch (differentiable)
+            param = next(layer.synapse.parameters())
+            zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype)
+            params += [_csr_weights(network, i), apply_synapse(layer.synapse, zero).reshape(-1)]
+    out = _AsyncTrain.apply(job, *params)
     return out, job

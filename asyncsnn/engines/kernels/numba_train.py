@@ -1,11 +1,27 @@
 """Compiled training path of the asynchronous engine (dense and sparse, e.g. conv, blocks), with numba.
 
 The forward pass runs the schedule like :mod:`.numba_cpu` and writes a compact *tape* per sample: one entry
-per leak, delivery (which events, which silent evaluations rode along, which targets were held) and
-evaluation (neuron, membrane, kind: fired, silent or gradient-only). The backward pass replays the tape in
-reverse with per-neuron adjoints, applying the gradient rules R1-R4 of :mod:`asyncsnn.engines.async_` (the
-reference; tests check that the gradients agree). Memory is the tape, O(evaluations + delivered events),
-never a dense tensor per micro-step.
+per leak and per delivery (which events, which silent evaluations rode along, which targets were held, which
+evaluations followed), one per evaluation (neuron, membrane, kind: fired, silent or gradient-only). The
+backward pass replays the tape in reverse with per-neuron adjoints, applying the gradient rules R1-R4 of
+:mod:`asyncsnn.engines.async_` (the reference; tests check that the gradients agree). Memory is the tape,
+O(evaluations + delivered events), never a dense tensor per micro-step.
+
+Tape of sample ``b`` (arrays ``[B, capacity, ...]``, filled up to ``lengths[b]``):
+
+- ``ops[b, o]``: ``OP_LEAK`` (frame start) or ``OP_DELIVER`` with its source ``s`` and the ranges of its
+  items, held flags and evaluations (columns ``OP_*``);
+- ``ev_i[b, e]`` (neuron, kind, next spike of the same pending event or -1) and ``ev_u[b, e]`` (membrane);
+- ``it_i[b, i]`` (source gid, first evaluation id of the spikes making up the event, -1 for an input event)
+  and ``it_amp[b, i]`` (amplitude; 0 for a silent ride-along);
+- ``held[b, h]`` (the target was refractory and held its current) and ``held_t[b, h]`` (its neuron; sparse
+  blocks only: dense blocks list the whole target layer in order, or nothing when no target holds);
+- ``outs[b, q]``: (frame, output neuron, evaluation id) of each frame output value (R4).
+
+The chunk functions run one thread's share of the samples in one call (no Python per sample; they release
+the GIL). A tape never grows inside the kernel (reallocating arrays in the hot loop would cost reference
+counting on every delivery): a sample whose tape is full stops and reports it, and the caller reruns it with
+more room.
 """
 
 from __future__ import annotations
@@ -35,33 +51,36 @@ from asyncsnn.engines.kernels.numba_cpu import (
 )
 from asyncsnn.engines.keys import MODULUS, SALT_DROPOUT
 
-OP_LEAK, OP_DELIVER, OP_EVAL = 0, 1, 2
+OP_LEAK, OP_DELIVER = 0, 1
+# columns of ``ops``: kind, source, items [from, to), held flags [from, to), evaluations [from, to)
+OP_KIND, OP_SRC, OP_IT0, OP_IT1, OP_H0, OP_H1, OP_EV0, OP_EV1 = range(8)
+EV_NEURON, EV_KIND, EV_NEXT = range(3)  # columns of ``ev_i``
+IT_GID, IT_HEAD = range(2)  # columns of ``it_i``
+OUT_T, OUT_K, OUT_ID = range(3)  # columns of ``outs``
+N_LENGTHS = 5  # ``lengths[b]``: ops, evaluations, items, held flags, outputs
 FIRED, SILENT, GRAD_ONLY = 0, 1, 2
+# per-neuron flags of the forward pass, bits of one byte (one load per neuron): refractory, evaluated this
+# frame, latest evaluation silent, in the silent list, reached by this delivery, ... by real events in it,
+# output neuron fired this frame
+F_REFR, F_EVALUATED, F_SILENT, F_LISTED, F_TOUCHED, F_REAL, F_OUT_FIRED = 1, 2, 4, 8, 16, 32, 64
 SURROGATE_IDS = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2}
 
 
-@njit(cache=True, inline="always")
-def _reserve(a, used, extra):
-    """``a`` with room for ``extra`` more entries after ``used`` (grown geometrically)."""
-    if used + extra <= a.shape[0]:
-        return a
-    b = np.empty(2 * (used + extra) + 16, dtype=a.dtype)
-    b[:used] = a[:used]
-    return b
-
-
-@njit(cache=True)
-def _grow_all(it_gid, it_amp, it_head, held, op_kind, op_a, op_b, op_c, op_d, ev_neuron, ev_u, ev_kind,
-              ev_next, out_t, out_k, out_id, n_it, extra, n_held, n_op, n_ev, n_out, n):  # fmt: skip
-    """Room on the tape for one more delivery: its items, held flags, and up to ``n`` evaluations."""
+def new_tape(batch: int, capacity, dtype=np.float64) -> tuple[np.ndarray, ...]:
+    """Empty tapes for ``batch`` samples with room for ``capacity`` = (ops, evaluations, items, held flags,
+    outputs) entries each: ``(ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs)``. Membranes and amplitudes
+    are kept in ``dtype``, the network's precision (exactly the values the forward pass computed)."""
+    n_op, n_ev, n_it, n_held, n_out = (int(c) for c in capacity)
     return (
-        _reserve(it_gid, n_it, extra), _reserve(it_amp, n_it, extra), _reserve(it_head, n_it, extra),
-        _reserve(held, n_held, n), _reserve(op_kind, n_op, n + 1), _reserve(op_a, n_op, n + 1),
-        _reserve(op_b, n_op, n + 1), _reserve(op_c, n_op, n + 1), _reserve(op_d, n_op, n + 1),
-        _reserve(ev_neuron, n_ev, n), _reserve(ev_u, n_ev, n), _reserve(ev_kind, n_ev, n),
-        _reserve(ev_next, n_ev, n), _reserve(out_t, n_out, n), _reserve(out_k, n_out, n),
-        _reserve(out_id, n_out, n),
-    )  # fmt: skip
+        np.empty((batch, n_op, 8), dtype=np.int64),
+        np.empty((batch, n_ev, 3), dtype=np.int32),
+        np.empty((batch, n_ev), dtype=dtype),
+        np.empty((batch, n_it, 2), dtype=np.int32),
+        np.empty((batch, n_it), dtype=dtype),
+        np.empty((batch, n_held), dtype=np.bool_),
+        np.empty((batch, n_held), dtype=np.int32),
+        np.empty((batch, n_out, 3), dtype=np.int32),
+    )
 
 
 @njit(cache=True, inline="always")
@@ -82,29 +101,32 @@ def forward_sample(
     ev_ptr, ev_idx, ev_amp,
     labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over, dropout,
-    out, v_final, spikes, synops, input_events, rec, capacity,
+    out, v_final, spikes, synops, input_events, rec,
+    ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths,
 ):  # fmt: skip
-    """One sample; returns its tape ``(ops, evals, items, held targets, outs)`` as arrays.
-
-    ``capacity``: initial tape sizes (ops, evaluations, items, held flags), e.g. the previous step's, so the
-    tape rarely regrows."""
+    """One sample; writes its outputs, records and tape (this sample's rows ``ops[b]`` etc., see the module
+    docstring) and the tape's ``lengths``. Returns False, with the sample's outputs unfinished, when the tape
+    has no room left: rerun it with a larger one."""
     N = neu_off[n_layers]
     n_src = src_off[n_layers]
     out_layer = n_layers - 1
-    v = np.zeros(N, dtype=csr_w.dtype)  # the network's precision; the tape keeps membranes in float64
-    refr = np.zeros(N, dtype=np.bool_)
-    evaluated = np.zeros(N, dtype=np.bool_)
-    silent = np.zeros(N, dtype=np.bool_)
+    cap_op, cap_ev, cap_it = ops.shape[0], ev_u.shape[0], it_amp.shape[0]
+    cap_held, cap_out = held.shape[0], outs.shape[0]
+    out[:, b, :] = 0.0  # a rerun starts from scratch
+    # this sample's counters, written to the shared record arrays at the end: neighbouring samples run in
+    # other threads, and updating a shared cache line at every event would make the threads wait on each other
+    n_spikes = np.zeros(n_layers)
+    n_synops = np.zeros(n_layers)
+    n_input = 0.0
+    v = np.zeros(N, dtype=csr_w.dtype)  # the network's precision
+    flags = np.zeros(N, dtype=np.uint8)  # F_* bits
     silent_id = np.full(N, -1, dtype=np.int64)
     silent_list = np.empty(N, dtype=np.int64)  # per layer (from neu_off[l]): neurons that turned silent
     n_silent = np.zeros(n_layers, dtype=np.int64)
-    listed = np.zeros(N, dtype=np.bool_)
-    touched_flag = np.zeros(N, dtype=np.bool_)  # sparse blocks: targets reached in this delivery
-    real_flag = np.zeros(N, dtype=np.bool_)  # ... by real events (not only by ride-alongs)
-    touched = np.empty(N, dtype=np.int64)
+    touched = np.empty(N, dtype=np.int64)  # sparse blocks: targets reached in this delivery
     counts = np.zeros(N)  # events received this frame (sparse blocks)
     n_evaluated = np.zeros(n_layers, dtype=np.int64)
-    out_fired = np.zeros(N, dtype=np.bool_)
+    n_refr = np.zeros(n_layers, dtype=np.int64)  # neurons that fired this frame, per layer
     layer_count = np.zeros(n_layers)
     current = np.zeros(N, dtype=csr_w.dtype)
     p_gid = np.empty(n_src, dtype=np.int64)
@@ -116,29 +138,10 @@ def forward_sample(
     sel_gid = np.empty(n_src, dtype=np.int64)
     sel_amp = np.empty(n_src, dtype=csr_w.dtype)
     sel_head = np.empty(n_src, dtype=np.int64)
-    # tape
-    op_kind = np.empty(capacity[0], dtype=np.int64)
-    op_a = np.empty(capacity[0], dtype=np.int64)
-    op_b = np.empty(capacity[0], dtype=np.int64)
-    op_c = np.empty(capacity[0], dtype=np.int64)
-    op_d = np.empty(capacity[0], dtype=np.int64)
-    op_e = np.empty(capacity[0], dtype=np.int64)
     n_op = 0
-    ev_neuron = np.empty(capacity[1], dtype=np.int64)
-    ev_u = np.empty(capacity[1])
-    ev_kind = np.empty(capacity[1], dtype=np.int64)
-    ev_next = np.empty(capacity[1], dtype=np.int64)  # next spike of the same pending event (-1: last)
     n_ev = 0
-    it_gid = np.empty(capacity[2], dtype=np.int64)
-    it_amp = np.empty(capacity[2])
-    it_head = np.empty(capacity[2], dtype=np.int64)  # value ids: chained through ev_next; -1: input event
     n_it = 0
-    held = np.empty(capacity[3], dtype=np.bool_)
-    held_t = np.empty(capacity[3], dtype=np.int64)  # the target of each held flag (sparse blocks)
     n_held = 0
-    out_t = np.empty(64, dtype=np.int64)
-    out_k = np.empty(64, dtype=np.int64)
-    out_id = np.empty(64, dtype=np.int64)
     n_out = 0
     st = _new_state()
     active = True
@@ -148,22 +151,15 @@ def forward_sample(
             break
         for n in range(N):
             v[n] = beta[n] * v[n] + bias[n]
-        op_kind = _reserve(op_kind, n_op, 1)
-        op_a = _reserve(op_a, n_op, 1)
-        op_b = _reserve(op_b, n_op, 1)
-        op_c = _reserve(op_c, n_op, 1)
-        op_d = _reserve(op_d, n_op, 1)
-        op_e = _reserve(op_e, n_op, 1)
-        op_kind[n_op] = OP_LEAK
+        if n_op + 1 > cap_op:
+            return False
+        ops[n_op, OP_KIND] = OP_LEAK
         n_op += 1
-        refr[:] = False
-        evaluated[:] = False
-        silent[:] = False
+        flags[:] = 0  # (F_TOUCHED and F_REAL are cleared after every delivery anyway)
         n_evaluated[:] = 0
+        n_refr[:] = 0
         counts[:] = 0.0
         n_silent[:] = 0
-        listed[:] = False
-        out_fired[:] = False
         layer_count[:] = 0.0
         steps_in_frame = 0
         rnd = -1
@@ -178,8 +174,8 @@ def forward_sample(
                         sel_gid[n_sel] = ev_idx[e]
                         sel_amp[n_sel] = ev_amp[e]
                         sel_head[n_sel] = -1
-                        input_events[b] += ev_amp[e]
-                        synops[b, 0] += ev_amp[e] * fan_out[ev_idx[e]]
+                        n_input += ev_amp[e]
+                        n_synops[0] += ev_amp[e] * fan_out[ev_idx[e]]
                         n_sel += 1
                 else:
                     for e in range(e0, e1):
@@ -256,35 +252,29 @@ def forward_sample(
                 has_real = c1 > c0
                 item0 = n_it
                 extra = c1 - c0 + (neu_off[s] - neu_off[s - 1] if s > 0 else 0)  # events + possible rides
-                if (  # grow the tape only when needed: a call per array per delivery would cost more
-                    n_it + extra > it_gid.shape[0]
-                    or n_held + n > held.shape[0]
-                    or n_op + n + 1 > op_kind.shape[0]
-                    or n_ev + n > ev_u.shape[0]
-                    or n_out + n > out_t.shape[0]
+                if (  # no room on the tape for this delivery: give up, the caller reruns with more
+                    n_it + extra > cap_it
+                    or n_held + n > cap_held
+                    or n_op + 1 > cap_op
+                    or n_ev + n > cap_ev
+                    or n_out + n > cap_out
                 ):
-                    grown = _grow_all(it_gid, it_amp, it_head, held, op_kind, op_a, op_b, op_c, op_d,
-                                      ev_neuron, ev_u, ev_kind, ev_next, out_t, out_k, out_id,
-                                      n_it, extra, n_held, n_op, n_ev, n_out, n)  # fmt: skip
-                    it_gid, it_amp, it_head, held, op_kind, op_a, op_b, op_c = grown[:8]
-                    op_d, ev_neuron, ev_u, ev_kind, ev_next, out_t, out_k, out_id = grown[8:]
-                    held_t = _reserve(held_t, n_held, n)
-                    op_e = _reserve(op_e, n_op, n + 1)
+                    return False
                 dense = dense_src[s]
                 n_touch = 0
 
                 cur = current[base : base + n]
                 for e in range(c0, c1):
-                    it_gid[n_it] = sel_gid[e]
+                    it_i[n_it, IT_GID] = sel_gid[e]
+                    it_i[n_it, IT_HEAD] = sel_head[e]
                     it_amp[n_it] = sel_amp[e]
-                    it_head[n_it] = sel_head[e]
                     n_it += 1
                     a = sel_amp[e]
                     if rnd > 0:
                         st[DELIVERED] += a
-                        synops[b, s] += a * fan_out[sel_gid[e]]
+                        n_synops[s] += a * fan_out[sel_gid[e]]
                         if s == 0:
-                            input_events[b] += a
+                            n_input += a
                     k0 = csr_ptr[sel_gid[e]]
                     if dense:
                         row = csr_w[k0 : k0 + n]
@@ -296,69 +286,78 @@ def forward_sample(
                             j = base + csr_tgt[k]
                             current[j] += csr_w[k] * a
                             counts[j] += a
-                            real_flag[j] = True
-                            if not touched_flag[j]:
-                                touched_flag[j] = True
+                            if not flags[j] & F_TOUCHED:
                                 touched[n_touch] = j
                                 n_touch += 1
+                            flags[j] |= F_TOUCHED | F_REAL
                 rides = 0
                 if s > 0 and (has_real or ending):  # R1 / R3: the source layer's silent evaluations ride
                     lo = neu_off[s - 1]
                     for q in range(lo, lo + n_silent[s - 1]):
                         m = silent_list[q]
-                        listed[m] = False
-                        if silent[m]:  # still silent (it may have fired since it was listed)
-                            silent[m] = False
+                        f = flags[m]
+                        flags[m] = f & ~(F_LISTED | F_SILENT)
+                        if f & F_SILENT:  # still silent (it may have fired since it was listed)
                             g = src_off[s] + (m - lo)
-                            it_gid[n_it] = g
+                            it_i[n_it, IT_GID] = g
+                            it_i[n_it, IT_HEAD] = silent_id[m]
                             it_amp[n_it] = 0.0
-                            it_head[n_it] = silent_id[m]
                             n_it += 1
                             rides += 1
                             if not dense:  # where the ride-along reaches (R2)
                                 for k in range(csr_ptr[g], csr_ptr[g + 1]):
                                     j = base + csr_tgt[k]
-                                    if not touched_flag[j]:
-                                        touched_flag[j] = True
+                                    if not flags[j] & F_TOUCHED:
+                                        flags[j] |= F_TOUCHED
                                         touched[n_touch] = j
                                         n_touch += 1
                     n_silent[s - 1] = 0
                 if ending and rides == 0 and n_evaluated[s] == n:
                     continue  # R3 has nothing to do for this layer
                 held0 = n_held
+                holding = refractory and hold and not ending  # refractory targets discard the current
                 if dense:
-                    for j in range(n):
-                        held[n_held] = refractory and hold and refr[base + j] and not ending
-                        n_held += 1
+                    if holding and n_refr[s] > 0:  # else no target holds: the flags are left out
+                        for j in range(n):
+                            held[held0 + j] = (flags[base + j] & F_REFR) != 0
+                        n_held += n
                 else:
                     for q in range(n_touch):
                         j = touched[q]
                         held_t[n_held] = j
-                        held[n_held] = refractory and hold and refr[j] and not ending
+                        held[n_held] = holding and (flags[j] & F_REFR) != 0
                         n_held += 1
-                op_kind[n_op] = OP_DELIVER
-                op_a[n_op] = s
-                op_b[n_op] = item0
-                op_c[n_op] = n_it
-                op_d[n_op] = held0
-                op_e[n_op] = n_held
+                o = n_op
+                ops[o, OP_KIND] = OP_DELIVER
+                ops[o, OP_SRC] = s
+                ops[o, OP_IT0] = item0
+                ops[o, OP_IT1] = n_it
+                ops[o, OP_H0] = held0
+                ops[o, OP_H1] = n_held
+                ops[o, OP_EV0] = n_ev
                 n_op += 1
                 # integrate, then evaluate: dense blocks reach the whole layer; sparse ones the touched
                 # targets, except at frame end and frame start, where every neuron of the layer is checked
                 whole = dense or ending or rnd == 0
                 for q in range(n if whole else n_touch):
                     j = base + q if whole else touched[q]
-                    if not (refractory and hold and refr[j]) or ending:
+                    f = flags[j]
+                    refractory_j = refractory and (f & F_REFR) != 0
+                    if not (holding and refractory_j):
                         v[j] += current[j]
                     current[j] = 0.0
-                    reached = touched_flag[j]
-                    real = has_real if dense else real_flag[j]
-                    touched_flag[j] = False
-                    real_flag[j] = False
+                    if dense:  # F_TOUCHED and F_REAL are never set
+                        reached = False
+                        real = has_real
+                    else:
+                        reached = (f & F_TOUCHED) != 0
+                        real = (f & F_REAL) != 0
+                        f &= ~(F_TOUCHED | F_REAL)
+                        flags[j] = f
                     if ending:
-                        kind = GRAD_ONLY if ((rides > 0 if dense else reached) or not evaluated[j]) else -1
+                        kind = GRAD_ONLY if ((rides > 0 if dense else reached) or not f & F_EVALUATED) else -1
                     elif real:
-                        free = not (refractory and refr[j])
+                        free = not refractory_j
                         if not free and dropout > 0:
                             lucky = _hash(seed, b, int(st[STEP]), s, j - base, SALT_DROPOUT) / MODULUS
                             free = lucky < dropout
@@ -368,39 +367,35 @@ def forward_sample(
                         else:
                             kind = FIRED if v[j] > thr[j] else SILENT
                     else:  # R2: reached only by ride-alongs, or not by the prioritized input frame
-                        kind = GRAD_ONLY if not (refractory and refr[j]) else -1
+                        kind = GRAD_ONLY if not refractory_j else -1
                     if kind < 0:
                         continue
-                    ev_neuron[n_ev] = j
-                    ev_u[n_ev] = v[j]
-                    ev_kind[n_ev] = kind
-                    ev_next[n_ev] = -1
                     eid = n_ev
+                    ev_i[eid, EV_NEURON] = j
+                    ev_i[eid, EV_KIND] = kind
+                    ev_i[eid, EV_NEXT] = -1
+                    ev_u[eid] = v[j]
                     n_ev += 1
-                    op_kind[n_op] = OP_EVAL
-                    op_a[n_op] = eid
-                    n_op += 1
-                    if not evaluated[j]:
-                        evaluated[j] = True
+                    if not f & F_EVALUATED:
+                        f |= F_EVALUATED
                         n_evaluated[s] += 1
                     if kind != FIRED:
-                        silent[j] = True
                         silent_id[j] = eid
-                        if not listed[j]:  # listed at most once between rides: the list never overflows
-                            listed[j] = True
+                        if not f & F_LISTED:  # listed at most once between rides: the list never overflows
                             silent_list[neu_off[s] + n_silent[s]] = j
                             n_silent[s] += 1
+                        flags[j] = f | F_SILENT | F_LISTED
                         continue
+                    flags[j] = (f | F_REFR) & ~F_SILENT
+                    n_refr[s] += 1
                     u = v[j]
                     v[j] = 0.0 if reset_zero[s] else u - thr[j]
-                    refr[j] = True
-                    silent[j] = False
-                    spikes[b, s] += 1.0
+                    n_spikes[s] += 1.0
                     jj = j - base
                     if s == out_layer:
                         out[t, b, jj] += 1.0
-                        out_fired[j] = True
-                        out_t[n_out], out_k[n_out], out_id[n_out] = t, jj, eid
+                        flags[j] |= F_OUT_FIRED
+                        outs[n_out, OUT_T], outs[n_out, OUT_K], outs[n_out, OUT_ID] = t, jj, eid
                         n_out += 1
                         if np.isnan(st[FIRST_OUT]):
                             st[FIRST_OUT] = st[STEP]
@@ -415,7 +410,7 @@ def forward_sample(
                         q = slot_of[gid]
                         if q >= 0:  # joins its pending event: chain the spike's id
                             p_amp[q] += 1.0
-                            ev_next[eid] = p_head[q]
+                            ev_i[eid, EV_NEXT] = p_head[q]
                             p_head[q] = eid
                         else:
                             q = int(st[N_PEND])
@@ -425,14 +420,16 @@ def forward_sample(
                             p_head[q] = eid
                             p_key[q] = _key(sched_kind, seed, b, int(st[STEP]), s, jj, u)
                             st[N_PEND] = q + 1
+                ops[o, OP_EV1] = n_ev
             if ending:
                 n_last = N - neu_off[out_layer]
-                out_t = _reserve(out_t, n_out, n_last)
-                out_k = _reserve(out_k, n_out, n_last)
-                out_id = _reserve(out_id, n_out, n_last)
+                if n_out + n_last > cap_out:
+                    return False
                 for j in range(neu_off[out_layer], N):  # R4
-                    if silent[j] and not out_fired[j]:
-                        out_t[n_out], out_k[n_out], out_id[n_out] = t, j - neu_off[out_layer], silent_id[j]
+                    if flags[j] & (F_SILENT | F_OUT_FIRED) == F_SILENT:
+                        outs[n_out, OUT_T] = t
+                        outs[n_out, OUT_K] = j - neu_off[out_layer]
+                        outs[n_out, OUT_ID] = silent_id[j]
                         n_out += 1
                 break
             if stop_after >= 0 and not np.isnan(st[FIRST_OUT]) and st[STEP] >= st[FIRST_OUT] + stop_after:
@@ -440,52 +437,120 @@ def forward_sample(
                     st[DECISION] = st[STEP]
                 active = False
     v_final[b] = v
+    spikes[b] = n_spikes
+    synops[b] = n_synops
+    input_events[b] = n_input
     _finish(b, st, p_amp, rec)
-    return (op_kind[:n_op], op_a[:n_op], op_b[:n_op], op_c[:n_op], op_d[:n_op], op_e[:n_op], held_t[:n_held],
-            ev_neuron[:n_ev], ev_u[:n_ev],
-            ev_kind[:n_ev], ev_next[:n_ev], it_gid[:n_it], it_amp[:n_it], it_head[:n_it], held[:n_held],
-            out_t[:n_out], out_k[:n_out], out_id[:n_out])  # fmt: skip
+    lengths[0], lengths[1], lengths[2], lengths[3], lengths[4] = n_op, n_ev, n_it, n_held, n_out
+    return True
 
 
-@njit(cache=True, nogil=True, fastmath=True)  # lets the row dot products vectorise (reassociated sums)
-def backward_sample(
-    b, op_kind, op_a, op_b, op_c, op_d, op_e, held_t, ev_neuron, ev_u, ev_kind, ev_next, it_gid, it_amp,
-    it_head, held, out_t, out_k, out_id, g_out, neu_off, layer_of, beta, thr, reset_zero, detach_reset,
-    sg_kind, sg_scale, csr_ptr, csr_tgt, csr_w, dense_src, g_w, g_bias,
+@njit(cache=True, nogil=True)
+def forward_chunk(
+    samples, first, step, T, n_layers, neu_off, src_off,
+    beta, thr, bias, reset_zero,
+    csr_ptr, csr_tgt, csr_w, fan_out, dense_src,
+    ev_ptr, ev_idx, ev_amp,
+    labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+    max_steps, stop_after, carry_over, dropout,
+    out, v_final, spikes, synops, input_events, rec,
+    ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths, ok,
 ):  # fmt: skip
-    """Replay one sample's tape in reverse; adds its weight and bias gradients to ``g_w`` and ``g_bias``."""
+    """:func:`forward_sample` for ``samples[first::step]`` (one thread's share, in one call); ``ok[b]`` says
+    whether sample ``b``'s tape fit."""
+    for i in range(first, samples.shape[0], step):
+        b = samples[i]
+        ok[b] = forward_sample(
+            b, T, n_layers, neu_off, src_off,
+            beta, thr, bias, reset_zero,
+            csr_ptr, csr_tgt, csr_w, fan_out, dense_src,
+            ev_ptr, ev_idx, ev_amp,
+            labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+            max_steps, stop_after, carry_over, dropout,
+            out, v_final, spikes, synops, input_events, rec,
+            ops[b], ev_i[b], ev_u[b], it_i[b], it_amp[b], held[b], held_t[b], outs[b], lengths[b],
+        )  # fmt: skip
+
+
+# Row helpers of the backward pass: slices keep the row loops contiguous and vectorised, and inside a small
+# function the views cost no reference counting (inlined into the replay loop, every view would).
+@njit(cache=True, nogil=True, fastmath=True)
+def _add_scaled(y, k0, x, n, a):
+    """``y[k0 : k0 + n] += a * x[:n]``."""
+    row = y[k0 : k0 + n]
+    for j in range(n):
+        row[j] += a * x[j]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _unheld(y, x, x0, held, h0, h1, n):
+    """``y[:n] = x[x0 : x0 + n]``, zero where ``held[h0 : h1]`` (no flags: nothing held)."""
+    src = x[x0 : x0 + n]
+    if h1 == h0:
+        for j in range(n):
+            y[j] = src[j]
+        return
+    flags = held[h0:h1]
+    for j in range(n):
+        y[j] = 0.0 if flags[j] else src[j]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot(w, k0, x, n):
+    """``w[k0 : k0 + n] . x[:n]``."""
+    row = w[k0 : k0 + n]
+    dot = 0.0
+    for j in range(n):
+        dot += row[j] * x[j]
+    return dot
+
+
+@njit(cache=True, nogil=True, fastmath=True)  # lets the sparse blocks' dot products vectorise
+def backward_sample(
+    b, ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths, g_out, neu_off, beta, thr, reset_zero,
+    detach_reset, sg_kind, sg_scale, csr_ptr, csr_tgt, csr_w, dense_src, g_w, g_bias,
+):  # fmt: skip
+    """Replay one sample's tape (this sample's rows, see the module docstring) in reverse; adds its weight and
+    bias gradients to ``g_w`` and ``g_bias``."""
     N = beta.shape[0]
     g_v = np.zeros(N)
-    g_val = np.zeros(ev_neuron.shape[0])
-    for q in range(out_t.shape[0]):  # R4: frame outputs are spike (or latest silent) values
-        g_val[out_id[q]] += g_out[out_t[q], b, out_k[q]]
+    g_val = np.zeros(lengths[1])
+    for q in range(lengths[4]):  # R4: frame outputs are spike (or latest silent) values
+        g_val[outs[q, OUT_ID]] += g_out[outs[q, OUT_T], b, outs[q, OUT_K]]
     g_in = np.zeros(N)
     g_full = np.zeros(N)  # sparse blocks: adjoint of the current of each touched target
-    for o in range(op_kind.shape[0] - 1, -1, -1):
-        kind = op_kind[o]
-        if kind == OP_EVAL:
-            e = op_a[o]
-            j = ev_neuron[e]
-            layer = layer_of[j]
+    for o in range(lengths[0] - 1, -1, -1):
+        if ops[o, OP_KIND] == OP_LEAK:  # leak and bias at a frame start
+            for n in range(N):
+                g_bias[n] += g_v[n]
+                g_v[n] *= beta[n]
+            continue
+        s = ops[o, OP_SRC]
+        # the evaluations that followed the delivery (of distinct neurons of layer s), last first
+        kind, scale, zero, detach = sg_kind[s], sg_scale[s], reset_zero[s], detach_reset[s]
+        for e in range(ops[o, OP_EV1] - 1, ops[o, OP_EV0] - 1, -1):
+            fired = ev_i[e, EV_KIND] == FIRED
+            if g_val[e] == 0.0 and not fired:
+                continue  # g_v = 0 * sg + g_v * 1: a silent evaluation without gradient changes nothing
+            j = ev_i[e, EV_NEURON]
             u = ev_u[e]
-            sg = _surrogate(sg_kind[layer], sg_scale[layer], u - thr[j])
+            sg = _surrogate(kind, scale, u - thr[j])
             dvdu = 1.0
-            if ev_kind[e] == FIRED:
-                if reset_zero[layer]:
-                    dvdu = 0.0 if detach_reset[layer] else -u * sg
-                elif not detach_reset[layer]:
+            if fired:
+                if zero:
+                    dvdu = 0.0 if detach else -u * sg
+                elif not detach:
                     dvdu = 1.0 - thr[j] * sg
             g_v[j] = g_val[e] * sg + g_v[j] * dvdu
-        elif kind == OP_DELIVER and not dense_src[op_a[o]]:
-            s = op_a[o]
-            base = neu_off[s]
-            for q in range(op_d[o], op_e[o]):
+        base = neu_off[s]
+        if not dense_src[s]:
+            for q in range(ops[o, OP_H0], ops[o, OP_H1]):
                 j = held_t[q]
                 g_full[j] = 0.0 if held[q] else g_v[j]
-            for it in range(op_b[o], op_c[o]):
-                g = it_gid[it]
+            for it in range(ops[o, OP_IT0], ops[o, OP_IT1]):
+                g = it_i[it, IT_GID]
                 a = it_amp[it]
-                e = it_head[it]
+                e = it_i[it, IT_HEAD]
                 dot = 0.0
                 for k in range(csr_ptr[g], csr_ptr[g + 1]):
                     gj = g_full[base + csr_tgt[k]]
@@ -494,35 +559,35 @@ def backward_sample(
                         g_w[k] += a * gj
                 while e >= 0:
                     g_val[e] += dot
-                    e = ev_next[e]
-            for q in range(op_d[o], op_e[o]):
+                    e = ev_i[e, EV_NEXT]
+            for q in range(ops[o, OP_H0], ops[o, OP_H1]):
                 g_full[held_t[q]] = 0.0
-        elif kind == OP_DELIVER:
-            s = op_a[o]
-            base = neu_off[s]
-            n = neu_off[s + 1] - base
-            h0 = op_d[o]
-            gi = g_in[:n]
-            for j in range(n):
-                gi[j] = 0.0 if held[h0 + j] else g_v[base + j]
-            for it in range(op_b[o], op_c[o]):  # slices keep the row loops contiguous and vectorised
-                k0 = csr_ptr[it_gid[it]]
-                a = it_amp[it]
-                if a != 0.0:
-                    grow = g_w[k0 : k0 + n]
-                    for j in range(n):
-                        grow[j] += a * gi[j]
-                e = it_head[it]
-                if e < 0:  # an input event: its value is a constant, no gradient to send back
-                    continue
-                row = csr_w[k0 : k0 + n]
-                dot = 0.0
-                for j in range(n):
-                    dot += row[j] * gi[j]
-                while e >= 0:
-                    g_val[e] += dot
-                    e = ev_next[e]
-        else:  # leak and bias at a frame start
-            for n in range(N):
-                g_bias[n] += g_v[n]
-                g_v[n] *= beta[n]
+            continue
+        n = neu_off[s + 1] - base
+        _unheld(g_in, g_v, base, held, ops[o, OP_H0], ops[o, OP_H1], n)
+        for it in range(ops[o, OP_IT0], ops[o, OP_IT1]):
+            k0 = csr_ptr[it_i[it, IT_GID]]
+            a = it_amp[it]
+            if a != 0.0:
+                _add_scaled(g_w, k0, g_in, n, a)
+            e = it_i[it, IT_HEAD]
+            if e < 0:  # an input event: its value is a constant, no gradient to send back
+                continue
+            dot = _dot(csr_w, k0, g_in, n)
+            while e >= 0:
+                g_val[e] += dot
+                e = ev_i[e, EV_NEXT]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def backward_chunk(
+    first, step, ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths, g_out, neu_off, beta, thr,
+    reset_zero, detach_reset, sg_kind, sg_scale, csr_ptr, csr_tgt, csr_w, dense_src, g_w, g_bias,
+):  # fmt: skip
+    """:func:`backward_sample` for samples ``first, first + step, ...`` (one thread's share, in one call)."""
+    for b in range(first, lengths.shape[0], step):
+        backward_sample(
+            b, ops[b], ev_i[b], ev_u[b], it_i[b], it_amp[b], held[b], held_t[b], outs[b], lengths[b],
+            g_out, neu_off, beta, thr, reset_zero, detach_reset, sg_kind, sg_scale, csr_ptr, csr_tgt,
+            csr_w, dense_src, g_w, g_bias,
+        )  # fmt: skip
