@@ -21,7 +21,8 @@ TEMPORAL_DATASETS = ("japanese-vowels",)
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensor fields have no boolean ==
 class SpikeDataset:
-    """Pre-encoded spike sequences: ``images`` float32 ``[N, T, *input_shape]`` (event counts), ``labels``.
+    """Pre-encoded spike sequences: ``images`` ``[N, T, *input_shape]`` event counts (a float32 tensor, or
+    :class:`~asyncsnn.data.packed.PackedFrames` that unpack a batch when indexed), ``labels``.
 
     The field is called ``images`` so that image and spike datasets are indexed alike by the training loop.
     """
@@ -46,7 +47,7 @@ class SpikeSequenceEncoder:
     name: str = "sigma-delta"
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return batch.transpose(0, 1).contiguous()
+        return batch.transpose(0, 1).to(torch.float32).contiguous()
 
 
 def load_split(config: TrainConfig, split: str, data_dir: str | None = None) -> ImageDataset | SpikeDataset:

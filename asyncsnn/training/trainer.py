@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from asyncsnn import __version__
 from asyncsnn.config import TrainConfig
 from asyncsnn.data import Encoder, ImageDataset
+from asyncsnn.data.packed import PackedFrames
 from asyncsnn.engines import async_, sync
 from asyncsnn.errors import ConfigError
 from asyncsnn.metrics import MetricAccumulator, predict
@@ -49,7 +50,8 @@ def eval_generator(seed: int) -> torch.Generator:
 def _limit(ds: ImageDataset | SpikeDataset, limit: int | None) -> ImageDataset | SpikeDataset:
     if limit is None or limit >= len(ds):
         return ds
-    return dataclasses.replace(ds, images=ds.images[:limit], labels=ds.labels[:limit])
+    images = ds.images.subset(slice(0, limit)) if isinstance(ds.images, PackedFrames) else ds.images[:limit]
+    return dataclasses.replace(ds, images=images, labels=ds.labels[:limit])
 
 
 @dataclass
@@ -122,16 +124,19 @@ def evaluate(
     desc: str = "eval",
     run: Callable | None = None,
     loss_start: float = 0.0,
+    accumulator: MetricAccumulator | None = None,
 ) -> dict[str, float]:
     """Metrics of ``network`` on ``dataset`` (accuracy, spikes, SynOps, ... as mean and std per sample).
 
     ``run(network, x, labels)`` is the engine (see :func:`engine_for`); default: layer-synchronous.
     A SpikingGamma network is judged on its readout from ``loss_start`` ms on (its training window).
+    Pass an empty ``accumulator`` to keep the per-sample values as well.
     """
     run = run or (lambda network, x, labels=None: sync.run(network, x))
     readout = readout or ("membrane" if network.readout_is_membrane else "spikes")
     window = window_start(network, loss_start)
-    acc = MetricAccumulator(readout, predict_from=window)
+    acc = accumulator if accumulator is not None else MetricAccumulator()
+    acc.readout, acc.predict_from = readout, window
     generator = eval_generator(seed)
     losses = []
     was_training = network.training
@@ -248,13 +253,17 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    prepared: Experiment | None = None,
+    test_each_epoch: bool = True,
 ) -> TrainResult:
     """Train as configured, writing ``checkpoint.pt`` (atomically, every epoch) and ``metrics.json``.
 
     With ``resume=True`` it continues from ``<out>/checkpoint.pt`` and ends where an uninterrupted run ends.
+    ``prepared`` (from :func:`prepare`, or built from data already in memory) skips loading the data again.
+    ``test_each_epoch=False`` skips the test-set evaluation after each epoch (the caller evaluates).
     """
     out_dir = Path(config.out)
-    exp = prepare(config)
+    exp = prepared if prepared is not None else prepare(config)
     optimizer = torch.optim.Adam(exp.network.parameters(), lr=config.lr)
     history: list[dict[str, Any]] = []
     start_epoch = 1
@@ -275,29 +284,30 @@ def train(
         t0 = time.perf_counter()
         train_stats = train_epoch(exp, optimizer, epoch, progress=progress)
         train_time = time.perf_counter() - t0
-        test_metrics = evaluate(
-            exp.network,
-            exp.test_set,
-            exp.encoder,
-            batch_size=max(config.batch_size, 256),
-            seed=config.seed,
-            progress=progress,
-            desc=f"test {epoch}",
-            run=engine_for(config),
-            loss_start=config.loss_start,
-        )
+        test_metrics = {}
+        if test_each_epoch:
+            test_metrics = evaluate(
+                exp.network,
+                exp.test_set,
+                exp.encoder,
+                batch_size=max(config.batch_size, 256),
+                seed=config.seed,
+                progress=progress,
+                desc=f"test {epoch}",
+                run=engine_for(config),
+                loss_start=config.loss_start,
+            )
         history.append(
-            {
-                "epoch": epoch,
-                "train": train_stats,
-                "test": test_metrics,
-                "train_seconds": train_time,
-            }
+            {"epoch": epoch, "train": train_stats, "test": test_metrics, "train_seconds": train_time}
+        )
+        tested = (
+            f" | test acc {100 * test_metrics['accuracy']:.2f}% spikes/sample {test_metrics['spikes']:.1f}"
+            if test_metrics
+            else ""
         )
         log(
             f"epoch {epoch}/{config.epochs}: train loss {train_stats['loss']:.4f} acc "
-            f"{100 * train_stats['accuracy']:.2f}% | test acc {100 * test_metrics['accuracy']:.2f}% "
-            f"spikes/sample {test_metrics['spikes']:.1f} | {train_time:.1f}s"
+            f"{100 * train_stats['accuracy']:.2f}%{tested} | {train_time:.1f}s"
         )
         save_checkpoint(
             {

@@ -58,6 +58,19 @@ def test_training_learns_and_writes_files(tmp_path):
     assert not list((tmp_path / "run").glob("*.tmp"))  # atomic writes leave no temporaries
 
 
+def test_prepared_data_without_per_epoch_tests_trains_the_same_weights(tmp_path):
+    from asyncsnn.training.trainer import prepare
+
+    plain = train(tiny(tmp_path, "plain"), progress=False, log=lambda _: None)
+    config = tiny(tmp_path, "prepared")
+    lines = []
+    quiet = train(config, prepared=prepare(config), test_each_epoch=False, progress=False, log=lines.append)
+    for k, v in weights(plain.network).items():
+        assert torch.equal(v, weights(quiet.network)[k]), k
+    assert all(h["test"] == {} for h in quiet.history) and quiet.test_metrics == {}
+    assert lines and not any("test acc" in line for line in lines)
+
+
 def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
     full = train(tiny(tmp_path, "full", epochs=3), progress=False, log=lambda _: None)
     train(tiny(tmp_path, "part", epochs=1), progress=False, log=lambda _: None)  # "interrupted" after 1
