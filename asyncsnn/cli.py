@@ -277,6 +277,21 @@ def _series_status(data_dir: str | None) -> list[dict[str, object]]:
     return rows
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from asyncsnn.studies import STUDIES
+
+    study = STUDIES[args.study]()
+    report = study(
+        args.preset,
+        data_dir=args.data_dir,
+        out=Path(args.out or f"results/{args.study}-{args.preset}"),
+        seeds=args.seeds,
+        progress=not args.no_progress,
+    )
+    print(f"\nreport: {report}")
+    return 0
+
+
 # ----- entry point -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyncsnn", description=__doc__)
@@ -325,6 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--wheel", help="with --fetch japanese-vowels: a local aeon-*.whl instead of downloading")
     p.set_defaults(func=cmd_data)
+
+    from asyncsnn.studies import STUDIES
+    from asyncsnn.studies.report import PRESETS
+
+    p = sub.add_parser("reproduce", help="run a study end to end -> CSV, Markdown report and figures")
+    p.add_argument("study", choices=sorted(STUDIES), help="which study (see README, Results)")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=PRESETS,
+        help="quick (minutes) or full (the study states its expected time)",
+    )
+    p.add_argument("--data-dir", help="data directory (default: ASYNCSNN_DATA)")
+    p.add_argument("--out", help="output folder (default: results/<study>-<preset>)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
