@@ -13,10 +13,11 @@ random labels; the loss is the cross-entropy of the readout at every step, summe
 ``online_sequence`` may take a closed-form fast path for this network; the JSON records which (online_path).
 
 One training step is forward + backward over the whole sequence + one Adam step. Every measurement runs in a
-fresh Python process (this script with a hidden ``--worker`` flag, one torch thread) that builds the model and
-the input, runs one warm-up training step on the first ``warmup_steps`` = 20 steps of the input (so that the
-optimizer state, gradients and torch's lazily allocated buffers exist), reads ``ru_maxrss`` (baseline), runs
-training steps at full T and reads ``ru_maxrss`` after the first. "Training memory" is the increase of the
+fresh Python process (``python -m asyncsnn.studies.gamma_memory``, one torch thread; the measurement code
+lives in that module, shared with ``asyncsnn reproduce gamma``) that builds the model and the input, runs one
+warm-up training step on the first ``warmup_steps`` = 20 steps of the input (so that the optimizer state,
+gradients and torch's lazily allocated buffers exist), reads ``ru_maxrss`` (baseline), runs training steps at
+full T and reads ``ru_maxrss`` after the first. "Training memory" is the increase of the
 peak resident set over the baseline.
 
 Memory is measured in its own process per (method, T), with glibc's mmap threshold fixed at
@@ -50,103 +51,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import platform
-import resource
 import shlex
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from asyncsnn import LI, LIF, GammaReadout, Network, SpikingGamma
-from asyncsnn.engines import sync
-from asyncsnn.training.gamma import StepCrossEntropy, bptt_sequence, online_sequence
+from asyncsnn.studies.gamma_memory import DEFAULTS, METHODS, measure_both
 
-METHODS = ("gamma-online", "gamma-bptt", "lif-bptt")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results" / "gamma_memory.json"
-DEFAULTS = {
-    "inputs": 24,
-    "hidden": 128,
-    "outputs": 9,
-    "batch": 16,
-    "tau": [5.0, 5.0, 10.0, 20.0],
-    "threshold": 0.05,
-    "lif_tau": 20.0,
-    "dt": 1.0,
-    "density": 0.02,
-    "lr": 1e-3,
-    "seed": 0,
-    "warmup_steps": 20,
-}
-
-
-def build(method: str, cfg: dict) -> Network:
-    """The network of ``method`` (seeded), sizes from ``cfg``."""
-    torch.manual_seed(cfg["seed"])
-    n_in, n_hidden, n_out, dt = cfg["inputs"], cfg["hidden"], cfg["outputs"], cfg["dt"]
-    if method in ("gamma-online", "gamma-bptt"):
-        tau = cfg["tau"]
-        return Network(
-            nn.Linear(n_in, n_hidden, bias=False),
-            SpikingGamma(tau, threshold=cfg["threshold"], dt=dt),
-            nn.Linear(n_hidden, n_out, bias=False),
-            GammaReadout(tau, dt=dt),
-            input_shape=(n_in,),
-        )
-    if method == "lif-bptt":
-        return Network(
-            nn.Linear(n_in, n_hidden),
-            LIF(tau=cfg["lif_tau"], dt=dt),
-            nn.Linear(n_hidden, n_out),
-            LI(tau=cfg["lif_tau"], dt=dt),
-            input_shape=(n_in,),
-        )
-    raise ValueError(f"unknown method {method!r}, expected one of {METHODS}")
-
-
-def make_data(T: int, cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bernoulli input spikes ``[T, B, n_in]`` and random labels ``[B]`` (seeded)."""
-    g = torch.Generator().manual_seed(cfg["seed"] + 1)
-    x = (torch.rand(T, cfg["batch"], cfg["inputs"], generator=g) < cfg["density"]).float()
-    labels = torch.randint(0, cfg["outputs"], (cfg["batch"],), generator=g)
-    return x, labels
-
-
-def training_step(
-    method: str, net: Network, optimizer: torch.optim.Optimizer, x: torch.Tensor, labels: torch.Tensor
-) -> float:
-    """Forward + backward over ``x`` with the summed per-step cross-entropy, then one optimizer step."""
-
-    step_loss = StepCrossEntropy(labels, start=0, steps=1)  # the sum of the per-step cross-entropies
-    optimizer.zero_grad(set_to_none=True)
-    if method == "gamma-online":
-        _, loss = online_sequence(net, x, step_loss)
-    elif method == "gamma-bptt":
-        _, loss = bptt_sequence(net, x, step_loss)
-    elif method == "lif-bptt":
-        out = sync.run(net, x).output
-        total = torch.stack([step_loss(t, o) for t, o in enumerate(out.unbind(0))]).sum()
-        total.backward()
-        loss = float(total.detach())
-    else:
-        raise ValueError(f"unknown method {method!r}, expected one of {METHODS}")
-    optimizer.step()
-    return loss
-
-
-def online_path(net: Network) -> str:
-    """Which implementation ``online_sequence`` takes for ``net``: closed-form fast path or reference."""
-    try:
-        from asyncsnn.training import gamma_fast
-    except ImportError:
-        return "reference"
-    return "fast" if gamma_fast.supported(net) else "reference"
 
 
 def library_hashes() -> dict:
@@ -158,91 +74,6 @@ def library_hashes() -> dict:
 def git_head() -> str | None:
     git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
     return git.stdout.strip() or None
-
-
-def max_rss_mib() -> float:
-    """Peak resident set of this process so far, MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-
-
-def measure(method: str, T: int, cfg: dict, repeats: int = 1) -> dict:
-    """Time and memory of ``repeats`` training steps at ``T`` in this process (see the module docstring).
-
-    Meant for a fresh process: the memory figures are only meaningful when nothing else ran before.
-    """
-    net = build(method, cfg)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    x, labels = make_data(T, cfg)
-    before_warmup = max_rss_mib()
-    warmup_loss = training_step(method, net, optimizer, x[: min(cfg["warmup_steps"], T)], labels)
-    baseline = max_rss_mib()
-    times, losses = [], []
-    for i in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        losses.append(training_step(method, net, optimizer, x, labels))
-        times.append(time.perf_counter() - t0)
-        if i == 0:
-            peak = max_rss_mib()
-    seconds = statistics.median(times)
-    return {
-        "method": method,
-        "T": T,
-        "batch": cfg["batch"],
-        "seconds_per_training_step": seconds,
-        "seconds_all": times,
-        "time_steps_per_s": T / seconds,
-        "rss_before_warmup_mib": before_warmup,
-        "rss_baseline_mib": baseline,
-        "rss_peak_mib": peak,
-        "training_memory_mib": peak - baseline,
-        "warmup_loss": warmup_loss,
-        "loss": losses[0],
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "online_path": online_path(net) if method == "gamma-online" else None,
-        "threads": torch.get_num_threads(),
-    }
-
-
-def run_worker(
-    method: str, T: int, cfg: dict, *, threads: int = 1, repeats: int = 1, mmap_threshold: int = 0
-) -> dict:
-    """Run :func:`measure` in a fresh Python process and return its result.
-
-    ``mmap_threshold > 0`` fixes glibc's mmap threshold in that process (``MALLOC_MMAP_THRESHOLD_``).
-    """
-    env = dict(os.environ)
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)
-    if mmap_threshold > 0:
-        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
-    spec = json.dumps({"method": method, "T": T, "cfg": cfg, "threads": threads, "repeats": repeats})
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", spec],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {method} T={T} failed (exit {proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def measure_both(method: str, T: int, cfg: dict, args: argparse.Namespace) -> dict:
-    """Memory (fixed mmap threshold, one step) and time (default allocator, ``repeats`` steps) of one case."""
-    timing = run_worker(method, T, cfg, threads=args.threads, repeats=args.repeats)
-    if args.mmap_threshold > 0:
-        memory = run_worker(method, T, cfg, threads=args.threads, mmap_threshold=args.mmap_threshold)
-    else:
-        memory = timing
-    r = dict(timing)
-    for key in ("rss_before_warmup_mib", "rss_baseline_mib", "rss_peak_mib", "training_memory_mib"):
-        r[key] = memory[key]
-    r["default_malloc_training_memory_mib"] = timing["training_memory_mib"]
-    r["default_malloc_rss_peak_mib"] = timing["rss_peak_mib"]
-    r["memory_process_seconds"] = memory["seconds_all"]
-    r["memory_process_loss"] = memory["loss"]
-    return r
 
 
 def ratio(a: float, b: float) -> float | None:
@@ -276,14 +107,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: T in (100, 400), batch 4")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    if args.worker:
-        spec = json.loads(args.worker)
-        torch.set_num_threads(spec["threads"])
-        print(json.dumps(measure(spec["method"], spec["T"], spec["cfg"], spec["repeats"])))
-        return
 
     cfg = dict(DEFAULTS)
     for key in ("batch", "inputs", "hidden", "outputs", "density", "seed"):
@@ -310,7 +134,9 @@ def main() -> None:
     for method in args.methods:
         first = None
         for T in steps:
-            r = measure_both(method, T, cfg, args)
+            r = measure_both(
+                method, T, cfg, threads=args.threads, repeats=args.repeats, mmap_threshold=args.mmap_threshold
+            )
             first = first or r
             r["memory_ratio_to_smallest_T"] = ratio(r["training_memory_mib"], first["training_memory_mib"])
             results.append(r)

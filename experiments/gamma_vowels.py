@@ -13,7 +13,9 @@ physical time (``asyncsnn.data.series_to_spikes``). The script trains and report
     asyncsnn data --fetch japanese-vowels --data-dir DATA      # once: the files come from the aeon wheel
     python experiments/gamma_vowels.py --data-dir DATA        # ~15 min on 2 CPU cores
 
-Writes ``experiments/results/gamma_vowels.json`` (and ``gamma_vowels.png`` with matplotlib).
+Writes ``experiments/results/gamma_vowels.json`` (and ``gamma_vowels.png`` with matplotlib). The models and
+the training code live in :mod:`asyncsnn.studies.gamma_vowels`; ``asyncsnn reproduce gamma`` runs the same
+comparison as part of the SpikingGamma study (CSV, Markdown report and figures).
 """
 
 from __future__ import annotations
@@ -26,70 +28,14 @@ from pathlib import Path
 
 import torch
 
-from asyncsnn.config import TrainConfig
-from asyncsnn.engines import sync
-from asyncsnn.training.tasks import encoder_for, load_split
-from asyncsnn.training.trainer import evaluate, prepare, train, train_epoch
+from asyncsnn.studies.gamma_vowels import GAMMA, LIF, OUTSIDE, at_dt, epoch_time_ratio, train_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-#: The SpikingGamma model: one hidden layer of 128, four buckets reaching ~80 ms back.
-GAMMA = dict(
-    model="gamma", dataset="japanese-vowels", architecture="128", gamma_tau="20,10,20,40",
-    gamma_threshold=0.25, series_step=10.0, input_threshold=0.25, input_tau=10.0, loss_start=50.0, lr=0.01,
-    lr_schedule="cosine", batch_size=16, epochs=12,
-)  # fmt: skip
-#: The same model far outside the sigma-delta regime (a neuron fires up to ~ once per 1 ms step).
-OUTSIDE = dict(gamma_tau="5,5,10,20", gamma_threshold=0.05)
-#: The LIF baseline: same layer sizes, membrane readout, BPTT with the atan surrogate.
-LIF = dict(
-    model="lif", dataset="japanese-vowels", architecture="128", readout="membrane", tau=20.0, threshold=1.0,
-    series_step=10.0, input_threshold=0.25, input_tau=10.0, lr=0.005, lr_schedule="cosine", batch_size=16,
-    epochs=12,
-)  # fmt: skip
 
 
 def run(values: dict, out: Path, data_dir: str | None) -> dict:
     """Train one configuration; return its test metrics and the mean training time per epoch."""
-    config = TrainConfig.from_dict({**values, "data_dir": data_dir, "out": str(out)})
-    result = train(config, progress=True, log=lambda line: print("   ", line, flush=True))
-    epoch_seconds = [h["train_seconds"] for h in result.history]
-    return {
-        "config": config.to_dict(),
-        "test": result.test_metrics,
-        "seconds_per_epoch": statistics.median(epoch_seconds),
-        "network": result.network,
-    }
-
-
-def at_dt(network, values: dict, data_dir: str | None, dt: float) -> dict:
-    """Test metrics of a trained network run at step ``dt`` (inputs re-encoded at that step)."""
-    config = TrainConfig.from_dict({**values, "data_dir": data_dir, "dt": dt})
-    network.set_dt(dt)
-    data = load_split(config, "test")
-    metrics = evaluate(
-        network, data, encoder_for(config, data), batch_size=128, desc=f"test at dt={dt:g}",
-        loss_start=config.loss_start, run=lambda net, x, labels=None: sync.run(net, x),
-    )  # fmt: skip
-    network.set_dt(values.get("dt", 1.0))
-    return metrics
-
-
-def epoch_time_ratio(values: dict, data_dir: str | None, repeats: int = 3) -> dict:
-    """Seconds per training epoch of the same model online and with BPTT, interleaved in one process so that
-    both see the same machine load; medians over ``repeats``."""
-    experiments, seconds = {}, {"online": [], "bptt": []}
-    for mode in seconds:
-        config = TrainConfig.from_dict({**values, "training": mode, "data_dir": data_dir, "out": "unused"})
-        experiments[mode] = prepare(config)
-    for _ in range(repeats):
-        for mode, exp in experiments.items():
-            optimizer = torch.optim.Adam(exp.network.parameters(), lr=exp.config.lr)
-            t0 = time.perf_counter()
-            train_epoch(exp, optimizer, 1, progress=False)
-            seconds[mode].append(time.perf_counter() - t0)
-    online, bptt = statistics.median(seconds["online"]), statistics.median(seconds["bptt"])
-    return {"online_s": online, "bptt_s": bptt, "ratio": online / bptt, "all": seconds}
+    return train_config(values, out, data_dir, log=lambda line: print(line, flush=True))
 
 
 def spread(values: list[float]) -> str:
@@ -207,29 +153,17 @@ def main() -> None:
 
 
 def _plot(acc_online, acc_lif, acc_bptt, coarse, fine) -> None:
-    try:
-        import matplotlib
+    from asyncsnn.plots import _pyplot, matplotlib_available
+    from asyncsnn.studies.gamma_figures import draw_dt, draw_vowels_accuracy
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if not matplotlib_available():
         print("(no plot: pip install matplotlib)")
         return
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    labels = ["Gamma online", "Gamma BPTT", "LIF BPTT"]
-    groups = [acc_online, [acc_bptt], acc_lif]
-    for i, accs in enumerate(groups):
-        axes[0].scatter([i] * len(accs), [100 * a for a in accs], color="C0")
-        axes[0].bar(i, 100 * statistics.mean(accs), color="C0", alpha=0.3)
-    axes[0].set_xticks(range(3), labels)
-    axes[0].set_ylabel("test accuracy (%)")
-    axes[0].set_ylim(80, 100)
-    axes[0].set_title("JapaneseVowels")
-    axes[1].bar([0, 1], [coarse["spike_rate_hz"], fine["spike_rate_hz"]], color=["C1", "C2"])
-    axes[1].set_xticks(
-        [0, 1], [f"dt=1 ms\n{100 * coarse['accuracy']:.1f} %", f"dt=0.1 ms\n{100 * fine['accuracy']:.1f} %"]
-    )
-    axes[1].set_ylabel("spikes / neuron / s")
+    draw_vowels_accuracy(axes[0], {"Gamma online": acc_online, "Gamma BPTT": [acc_bptt], "LIF BPTT": acc_lif})
+    draw_dt(axes[1], [coarse["spike_rate_hz"], fine["spike_rate_hz"]], [coarse["accuracy"], fine["accuracy"]],
+            ["dt=1 ms", "dt=0.1 ms"])  # fmt: skip
     axes[1].set_title("same model, two time steps")
     fig.tight_layout()
     path = RESULTS / "gamma_vowels.png"

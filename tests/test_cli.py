@@ -98,35 +98,12 @@ def test_train_async_then_eval_with_either_engine(tmp_path, capsys):
         assert async_doc["metrics"][key] == sync_doc["metrics"][key], key
 
 
-def write_fake_vowels(folder, seed: int = 0) -> None:
-    """JapaneseVowels-shaped files (270 / 370 series, 12 channels, 9 classes) whose class sets one channel."""
-    import numpy as np
-
-    from asyncsnn.data.timeseries import JAPANESE_VOWELS_FILES
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for fname, n in JAPANESE_VOWELS_FILES.values():
-        lines = [
-            "@problemName JapaneseVowels",
-            "@dimensions 12",
-            "@classLabel true 1 2 3 4 5 6 7 8 9",
-            "@data",
-        ]
-        for i in range(n):
-            label = i % 9
-            x = rng.normal(scale=0.3, size=(12, 4 + i % 3))
-            x[label] += 2.0
-            lines.append(":".join(",".join(f"{v:.3f}" for v in row) for row in x) + f":{label + 1}")
-        (folder / fname).write_text("\n".join(lines) + "\n")
-
-
 GAMMA = ["--model", "gamma", "--dataset", "japanese-vowels", "--architecture", "16", "--series-step", "3",
          "--loss-start", "6", "--gamma-threshold", "0.2", "--batch-size", "16", "--train-limit", "90",
          "--test-limit", "45", "--lr", "0.02", "--no-progress", "--no-plots"]  # fmt: skip
 
 
-def test_gamma_online_training_learns_and_evaluates_at_a_finer_dt(tmp_path, capsys):
+def test_gamma_online_training_learns_and_evaluates_at_a_finer_dt(tmp_path, capsys, write_fake_vowels):
     write_fake_vowels(tmp_path / "data" / "japanese-vowels")
     out = tmp_path / "run"
     args = ["train", *GAMMA, "--training", "online", "--epochs", "3", "--data-dir", str(tmp_path / "data")]
@@ -142,7 +119,7 @@ def test_gamma_online_training_learns_and_evaluates_at_a_finer_dt(tmp_path, caps
     assert 0.0 <= fine["metrics"]["accuracy"] <= 1.0
 
 
-def test_gamma_online_and_bptt_training_take_the_same_steps(tmp_path, capsys):
+def test_gamma_online_and_bptt_training_take_the_same_steps(tmp_path, capsys, write_fake_vowels):
     """Online training computes the BPTT gradient: one epoch either way gives the same losses."""
     write_fake_vowels(tmp_path / "data" / "japanese-vowels")
     losses = {}
@@ -164,7 +141,7 @@ def test_gamma_configuration_errors_are_clear(tmp_path, capsys):
     assert "gamma_tau" in capsys.readouterr().err
 
 
-def test_data_fetches_japanese_vowels_from_a_local_wheel(tmp_path, capsys):
+def test_data_fetches_japanese_vowels_from_a_local_wheel(tmp_path, capsys, write_fake_vowels):
     import zipfile
 
     source = tmp_path / "source"
