@@ -19,6 +19,7 @@ CLAIMS = "up to 50 % fewer spikes, a decision up to 2x sooner, at equal or up to
 TABLES = (
     ("Accuracy (%), quiescent:", "accuracy", "quiescent", 100, "{:.2f}"),
     ("Spikes per sample, quiescent:", "spikes", "quiescent", 1, "{:.0f}"),
+    ("SynOps per sample (delivered events x fan-out), quiescent:", "synops", "quiescent", 1, "{:.3g}"),
     ("Micro-steps to decision, k after the first output:", "micro_steps_to_decision", "k-after", 1, "{:.0f}"),
     ("Spikes before the first correct output spike, quiescent:", "spikes_before_first_correct", "quiescent",
      1, "{:.0f}"),
