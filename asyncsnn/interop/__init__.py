@@ -1,5 +1,6 @@
-"""Bridges to other SNN tools (snnTorch import; needs the tool itself only when called)."""
+"""Bridges to other SNN tools (snnTorch import, NIR export/import; each needs its tool only when called)."""
 
+from asyncsnn.interop.nir import export_nir, from_nir, to_nir
 from asyncsnn.interop.snntorch import from_snntorch
 
-__all__ = ["from_snntorch"]
+__all__ = ["export_nir", "from_nir", "from_snntorch", "to_nir"]

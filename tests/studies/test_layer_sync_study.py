@@ -91,6 +91,7 @@ def test_rerun_resumes_from_saved_models_and_cells(study: Path, tmp_path: Path) 
     (copy / "results.csv").unlink()
     lines: list[str] = []
     run_tiny(copy, lines)
+    assert "preset tiny (seconds)" in lines[0], "the study states its expected time first"
     assert not any("training" in line for line in lines), "finished models must not be retrained"
     evaluated = [line for line in lines if "] layer-sync ->" in line or "] unlayered" in line]
     assert len(evaluated) == len(removed)
