@@ -111,15 +111,23 @@ def _plots(result, out_dir: Path, exp_encoder, test_set) -> list[Path]:
 
 # ----- commands --------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace, base: dict[str, Any] | None = None) -> int:
+    from asyncsnn.training.distributed import init_from_env, shutdown
     from asyncsnn.training.trainer import prepare, train
 
     config = _config_from_args(args, base)
-    progress = not args.no_progress
-    print(
-        f"training {config.architecture} on {config.dataset} ({config.encoder}, T={config.num_steps}) "
-        f"for {config.epochs} epochs -> {config.out}"
-    )
-    result = train(config, resume=args.resume, progress=progress)
+    world = init_from_env()  # under torchrun: one process group, and only rank 0 reports
+    try:
+        if world.is_main:
+            where = f" on {world.size} processes" if world.size > 1 else ""
+            print(
+                f"training {config.architecture} on {config.dataset} ({config.encoder}, "
+                f"T={config.num_steps}) for {config.epochs} epochs -> {config.out}{where}"
+            )
+        result = train(config, resume=args.resume, progress=not args.no_progress)
+    finally:
+        shutdown()
+    if not world.is_main:
+        return 0
     out_dir = Path(config.out)
     last = result.history[-1]
     print()

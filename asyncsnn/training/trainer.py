@@ -4,6 +4,10 @@ Determinism: every epoch draws its shuffling and its input encoding from a gener
 ``(seed, epoch)``, and evaluation from a generator seeded by ``seed`` alone. So the same seed gives the same
 weights and metrics bit for bit on CPU, and a run resumed from the checkpoint of epoch ``e`` continues exactly
 as the uninterrupted run would.
+
+Under ``torchrun`` (see :mod:`asyncsnn.training.distributed`) each process trains on a slice of every global
+batch of ``batch_size`` samples and the step equals the one-process step (up to float summation order); only
+rank 0 logs, evaluates and writes files, and the test metrics are broadcast to every rank.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from asyncsnn.metrics import MetricAccumulator, predict
 from asyncsnn.network import Network
 from asyncsnn.training.builder import build_gamma_network, build_network
 from asyncsnn.training.checkpoint import load_checkpoint, save_checkpoint, write_json
+from asyncsnn.training.distributed import World, init_from_env, synced_gradients
 from asyncsnn.training.gamma import StepCrossEntropy, bptt_sequence, online_sequence
 from asyncsnn.training.losses import classification_loss, per_step_loss
 from asyncsnn.training.tasks import SpikeDataset, encoder_for, load_split
@@ -164,10 +169,19 @@ def evaluate(
 
 
 def train_epoch(
-    exp: Experiment, optimizer: torch.optim.Optimizer, epoch: int, *, progress: bool = True
+    exp: Experiment,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    *,
+    progress: bool = True,
+    world: World | None = None,
 ) -> dict[str, float]:
-    """One pass over the training set; returns mean loss and training accuracy."""
+    """One pass over the training set; returns mean loss and training accuracy (over all ranks of ``world``).
+
+    With several ranks each one trains on its slice of every global batch of ``batch_size`` samples.
+    """
     cfg, net = exp.config, exp.network
+    world = world or World()
     run = engine_for(cfg)
     generator = epoch_generator(cfg.seed, epoch)
     for group in optimizer.param_groups:
@@ -179,27 +193,57 @@ def train_epoch(
         range(0, len(order), cfg.batch_size),
         desc=f"epoch {epoch}/{cfg.epochs}",
         leave=False,
-        disable=None if progress else True,
+        disable=None if progress and world.is_main else True,
     )
-    for start in bar:
-        idx = order[start : start + cfg.batch_size]
-        labels = exp.train_set.labels[idx]
-        x = exp.encoder(exp.train_set.images[idx], generator)
-        optimizer.zero_grad(set_to_none=True)
-        if net.is_gamma:
-            output, loss_value = _gamma_step(net, x, labels, cfg, optimizer)
-            readout, start = "membrane", window_start(net, cfg.loss_start)
-        else:
-            result = run(net, x, labels)
-            loss = classification_loss(result.output, labels, cfg.readout)
-            loss.backward()
-            optimizer.step()
-            output, loss_value, readout, start = result.output.detach(), loss.item(), cfg.readout, 0
-        total_loss += loss_value * len(idx)
-        correct += int((predict(output[start:], readout) == labels).sum())
-        seen += len(idx)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    with synced_gradients(optimizer, world) as sync:
+        for start in bar:
+            batch = order[start : start + cfg.batch_size]
+            # The whole global batch is encoded on every rank, then sliced: each sample gets the spikes of
+            # a one-process run and the generator advances alike everywhere.
+            x = exp.encoder(exp.train_set.images[batch], generator)
+            mine = world.shard(len(batch))
+            idx, x = batch[mine], x[:, mine]
+            sync.weight = len(idx) / len(batch)
+            optimizer.zero_grad(set_to_none=True)
+            if len(idx) == 0:  # fewer samples than ranks: still take part in every step's reduction
+                for _ in range(_steps_per_batch(cfg, x.shape[0])):
+                    optimizer.step()
+                continue
+            loss_value, n_correct = _train_batch(net, run, x, exp.train_set.labels[idx], cfg, optimizer)
+            total_loss += loss_value * len(idx)
+            correct += n_correct
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    total_loss, correct, seen = world.sum([total_loss, correct, seen])
     return {"loss": total_loss / seen, "accuracy": correct / seen}
+
+
+def _train_batch(
+    net: Network,
+    run: Callable,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+) -> tuple[float, int]:
+    """Forward, backward and step on one batch; returns (mean loss, number of correct predictions)."""
+    if net.is_gamma:
+        output, loss_value = _gamma_step(net, x, labels, cfg, optimizer)
+        readout, start = "membrane", window_start(net, cfg.loss_start)
+    else:
+        result = run(net, x, labels)
+        loss = classification_loss(result.output, labels, cfg.readout)
+        loss.backward()
+        optimizer.step()
+        output, loss_value, readout, start = result.output.detach(), loss.item(), cfg.readout, 0
+    return loss_value, int((predict(output[start:], readout) == labels).sum())
+
+
+def _steps_per_batch(cfg: TrainConfig, num_steps: int) -> int:
+    """How many optimizer steps one batch takes (online SpikingGamma training may update within it)."""
+    if cfg.model == "gamma" and cfg.training == "online" and cfg.update_every is not None:
+        return -(-num_steps // cfg.update_every)
+    return 1
 
 
 def window_start(network: Network, loss_start: float) -> int:
@@ -261,7 +305,11 @@ def train(
     With ``resume=True`` it continues from ``<out>/checkpoint.pt`` and ends where an uninterrupted run ends.
     ``prepared`` (from :func:`prepare`, or built from data already in memory) skips loading the data again.
     ``test_each_epoch=False`` skips the test-set evaluation after each epoch (the caller evaluates).
+    Launched by ``torchrun`` it trains data-parallel (see :mod:`asyncsnn.training.distributed`).
     """
+    world = init_from_env()
+    if not world.is_main:
+        log, progress = (lambda _: None), False
     out_dir = Path(config.out)
     exp = prepared if prepared is not None else prepare(config)
     optimizer = torch.optim.Adam(exp.network.parameters(), lr=config.lr)
@@ -282,10 +330,10 @@ def train(
     test_metrics = history[-1]["test"] if history else {}
     for epoch in range(start_epoch, config.epochs + 1):
         t0 = time.perf_counter()
-        train_stats = train_epoch(exp, optimizer, epoch, progress=progress)
+        train_stats = train_epoch(exp, optimizer, epoch, progress=progress, world=world)
         train_time = time.perf_counter() - t0
         test_metrics = {}
-        if test_each_epoch:
+        if test_each_epoch and world.is_main:  # one evaluation, broadcast below: identical on every rank
             test_metrics = evaluate(
                 exp.network,
                 exp.test_set,
@@ -297,6 +345,7 @@ def train(
                 run=engine_for(config),
                 loss_start=config.loss_start,
             )
+        test_metrics = world.broadcast(test_metrics)
         history.append(
             {"epoch": epoch, "train": train_stats, "test": test_metrics, "train_seconds": train_time}
         )
@@ -309,6 +358,8 @@ def train(
             f"epoch {epoch}/{config.epochs}: train loss {train_stats['loss']:.4f} acc "
             f"{100 * train_stats['accuracy']:.2f}%{tested} | {train_time:.1f}s"
         )
+        if not world.is_main:
+            continue
         save_checkpoint(
             {
                 "format": 1,
@@ -324,6 +375,7 @@ def train(
             ckpt_path,
         )
         write_json(_metrics_document(config, history), out_dir / METRICS)
+    world.barrier()  # every rank returns once the files are written
     return TrainResult(
         exp.network,
         history,
