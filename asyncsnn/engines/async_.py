@@ -40,6 +40,7 @@ against, not the fast path.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -107,6 +108,7 @@ def run(
     labels: torch.Tensor | None = None,
     record_queue: bool = False,
     backend: str = "auto",
+    sample_offset: int = 0,
 ) -> RunResult:
     """Run ``network`` asynchronously on ``x``: counts ``[T, B, *input_shape]`` or :class:`SparseFrames`.
 
@@ -117,7 +119,20 @@ def run(
     ``backend``: ``"reference"`` (this module, differentiable), ``"numba"`` (compiled CPU kernel, inference
     only) or ``"auto"``: numba when it is installed and the run needs no gradient, no queue trace and uses a
     built-in scheduler on CPU; the reference otherwise.
+
+    ``sample_offset`` (a non-negative int): sample ``b`` of the batch draws its random numbers (``random``
+    scheduler keys, the ``momentum`` tie-break noise, refractory dropout) as sample ``sample_offset + b``. A
+    sample's result depends only on its id, not on the rest of the batch: running ``x[:, a:b]`` with
+    ``sample_offset=a`` reproduces samples ``a .. b - 1`` of the whole batch (multi-process training passes
+    each rank's slice start).
     """
+    if (
+        isinstance(sample_offset, bool)
+        or not isinstance(sample_offset, numbers.Integral)
+        or sample_offset < 0
+    ):
+        raise ValueError(f"sample_offset must be a non-negative int, got {sample_offset!r}")
+    sample_offset = int(sample_offset)
     config = config or AsyncConfig()
     if isinstance(x, SparseFrames):
         if x.frame_shape != network.input_shape:
@@ -126,21 +141,21 @@ def run(
             )
         chosen = _choose_backend(network, torch.empty(0, dtype=x.dtype), config, record_queue, backend, state)
         if chosen == "numba-train":
-            return _run_numba_train(network, x, config, labels)
+            return _run_numba_train(network, x, config, labels, sample_offset)
         if chosen == "numba":
-            return _run_numba(network, x, config, state, labels)
+            return _run_numba(network, x, config, state, labels, sample_offset)
         x = x.to_dense()
     check_input(network, x)
     chosen = _choose_backend(network, x, config, record_queue, backend, state)
     if chosen == "numba-train":
         if (x < 0).any():
             raise ValueError("asynchronous input must be non-negative event counts")
-        return _run_numba_train(network, x, config, labels)
+        return _run_numba_train(network, x, config, labels, sample_offset)
     if chosen == "numba":
         if (x < 0).any():
             raise ValueError("asynchronous input must be non-negative event counts")
-        return _run_numba(network, x, config, state, labels)
-    return _Runner(network, x, config, labels, record_queue).run(state)
+        return _run_numba(network, x, config, state, labels, sample_offset)
+    return _Runner(network, x, config, labels, record_queue, sample_offset).run(state)
 
 
 BACKENDS = ("auto", "reference", "numba")
@@ -182,10 +197,10 @@ def _choose_backend(network, x, config, record_queue, backend, state=None) -> st
     return "numba-train" if (needs_grad or dropout) else "numba"
 
 
-def _run_numba_train(network, x, config, labels) -> RunResult:
+def _run_numba_train(network, x, config, labels, sample_offset=0) -> RunResult:
     from asyncsnn.engines.kernels import run_numba_train
 
-    out, job = run_numba_train(network, x, config, labels)
+    out, job = run_numba_train(network, x, config, labels, sample_offset=sample_offset)
     dtype, B = out.dtype, out.shape[1]
     records = _records_from_kernel(job.spikes, job.synops, job.input_events, job.rec, dtype)
     v = torch.from_numpy(job.v_final).to(dtype)
@@ -218,10 +233,12 @@ def _records_from_kernel(spikes, synops, input_events, rec, dtype) -> AsyncRecor
     )
 
 
-def _run_numba(network, x, config, state, labels) -> RunResult:
+def _run_numba(network, x, config, state, labels, sample_offset=0) -> RunResult:
     from asyncsnn.engines.kernels import run_numba
 
-    out, spikes, synops, input_events, rec, v_list = run_numba(network, x, config, state, labels)
+    out, spikes, synops, input_events, rec, v_list = run_numba(
+        network, x, config, state, labels, sample_offset
+    )
     dtype, B = x.dtype, x.batch_size if isinstance(x, SparseFrames) else x.shape[1]
     records = _records_from_kernel(spikes, synops, input_events, rec, dtype)
     state = [LIFState(v.reshape(B, *layer.shape)) for v, layer in zip(v_list, network.layers)]
@@ -229,7 +246,9 @@ def _run_numba(network, x, config, state, labels) -> RunResult:
 
 
 class _Runner:
-    def __init__(self, network, x, cfg: AsyncConfig, labels, record_queue: bool) -> None:
+    def __init__(
+        self, network, x, cfg: AsyncConfig, labels, record_queue: bool, sample_offset: int = 0
+    ) -> None:
         for layer in network.layers:
             if not isinstance(layer.population, LIF):
                 raise ValueError(
@@ -246,7 +265,7 @@ class _Runner:
         self.record_queue = record_queue
         self.sched = cfg.scheduler_instance
         dev = x.device
-        self.sample_index = torch.arange(self.B, device=dev).unsqueeze(1)
+        self.sample_index = torch.arange(self.B, device=dev).unsqueeze(1) + sample_offset  # ids in the keys
         self.params = [layer.population.parameters_() for layer in self.layers]
         self.fan_out = [network.fan_out(i).to(dev, x.dtype) for i in range(self.L)]
         self.connect_t = []  # per block: sparse [n_out, n_in] 0/1 connectivity (transposed), for event counts

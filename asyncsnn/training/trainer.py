@@ -100,12 +100,17 @@ def network_for(config: TrainConfig, input_shape, n_classes: int) -> Network:
 
 
 def engine_for(config: TrainConfig, engine: str | None = None) -> Callable:
-    """``run(network, x, labels) -> RunResult`` for ``engine`` (default: the config's own engine)."""
+    """``run(network, x, labels, sample_offset=0) -> RunResult`` for ``engine`` (default: the config's own
+    engine). ``sample_offset``: the index of ``x``'s first sample in its global batch; the asynchronous
+    engine draws its random numbers from it (see :func:`asyncsnn.engines.async_.run`), the synchronous one
+    ignores it."""
     engine = engine or config.engine
     if engine == "sync":
-        return lambda network, x, labels=None: sync.run(network, x)
+        return lambda network, x, labels=None, sample_offset=0: sync.run(network, x)
     async_config = config.async_config()
-    return lambda network, x, labels=None: async_.run(network, x, async_config, labels=labels)
+    return lambda network, x, labels=None, sample_offset=0: async_.run(
+        network, x, async_config, labels=labels, sample_offset=sample_offset
+    )
 
 
 def prepare(config: TrainConfig) -> Experiment:
@@ -209,7 +214,10 @@ def train_epoch(
                 for _ in range(_steps_per_batch(cfg, x.shape[0])):
                     optimizer.step()
                 continue
-            loss_value, n_correct = _train_batch(net, run, x, exp.train_set.labels[idx], cfg, optimizer)
+            # offset mine.start: the slice draws the asynchronous engine's random numbers of a one-process run
+            loss_value, n_correct = _train_batch(
+                net, run, x, exp.train_set.labels[idx], cfg, optimizer, sample_offset=mine.start
+            )
             total_loss += loss_value * len(idx)
             correct += n_correct
             seen += len(idx)
@@ -225,13 +233,15 @@ def _train_batch(
     labels: torch.Tensor,
     cfg: TrainConfig,
     optimizer: torch.optim.Optimizer,
+    sample_offset: int = 0,
 ) -> tuple[float, int]:
-    """Forward, backward and step on one batch; returns (mean loss, number of correct predictions)."""
+    """Forward, backward and step on one batch; returns (mean loss, number of correct predictions).
+    ``sample_offset``: the batch's first sample's index in the global batch (multi-process training)."""
     if net.is_gamma:
         output, loss_value = _gamma_step(net, x, labels, cfg, optimizer)
         readout, start = "membrane", window_start(net, cfg.loss_start)
     else:
-        result = run(net, x, labels)
+        result = run(net, x, labels, sample_offset=sample_offset)
         loss = classification_loss(result.output, labels, cfg.readout)
         loss.backward()
         optimizer.step()

@@ -12,6 +12,7 @@ from asyncsnn.engines import async_, sync
 from asyncsnn.engines.async_ import select_lowest
 from asyncsnn.engines.async_config import AsyncConfig
 from asyncsnn.engines.schedulers import MomentumScheduler, Scheduler, get_scheduler, register_scheduler
+from asyncsnn.metrics import ASYNC_FIELDS
 from asyncsnn.network import Network
 from asyncsnn.neurons import LIF
 
@@ -229,6 +230,34 @@ def test_samples_stop_on_their_own_and_batching_does_not_change_results():
     assert stopped.any()
     assert torch.equal(rec.micro_steps_to_decision[stopped], rec.micro_steps_to_first_output[stopped] + 1)
     assert torch.equal(rec.micro_steps[stopped].double(), rec.micro_steps_to_decision[stopped])
+
+
+def test_sample_offset_runs_a_slice_as_in_its_batch():
+    """Samples 2..4 of a batch of 6, run alone with ``sample_offset=2``, draw the random keys they drew in the
+    batch (multi-process training splits batches this way): same outputs, records and membranes."""
+    net = dense_net([10, 8, 8, 3], threshold=0.3)
+    x = (torch.rand(10, 6, 10, generator=torch.Generator().manual_seed(0)) < 0.5).double()
+    labels = torch.arange(6) % 3
+    cfg = AsyncConfig(scheduler="random", group_size=1, seed=1)
+    with torch.no_grad():
+        whole = async_.run(net, x, cfg, labels=labels, backend="reference")
+        part = async_.run(net, x[:, 2:5], cfg, labels=labels[2:5], backend="reference", sample_offset=2)
+        shifted = async_.run(net, x[:, 2:5], cfg, labels=labels[2:5], backend="reference")
+    assert torch.equal(part.output, whole.output[:, 2:5])
+    for a, c in zip(part.records.spikes + part.records.synops, whole.records.spikes + whole.records.synops):
+        assert torch.equal(a, c[2:5])
+    for name in ("input_events", *ASYNC_FIELDS, "emitted_events", "delivered_events", "pending_at_end"):
+        a, c = getattr(part.records, name), getattr(whole.records, name)[2:5]
+        assert torch.allclose(a.double(), c.double(), equal_nan=True, rtol=0, atol=0), name
+    for sa, sb in zip(part.state, whole.state):
+        assert torch.equal(sa.v, sb.v[2:5])
+    assert not torch.equal(shifted.output, whole.output[:, 2:5])  # the test bites: other ids, other keys
+
+
+@pytest.mark.parametrize("offset", [-1, 1.5, True, "2"])
+def test_invalid_sample_offset_is_rejected(offset):
+    with pytest.raises(ValueError, match="sample_offset"):
+        async_.run(dense_net([3, 2]), torch.ones(2, 1, 3, dtype=torch.float64), sample_offset=offset)
 
 
 def test_max_steps_limits_micro_steps_per_frame_and_reports_dropped_events():

@@ -73,10 +73,11 @@ def assert_same(a, b):
     reset=st.sampled_from(["zero", "subtract"]),
     bias=st.booleans(),
     seed=st.integers(0, 10_000),
+    sample_offset=st.one_of(st.just(0), st.integers(1, 2**40)),
 )
 def test_numba_kernel_equals_reference(
     kind, sizes, group_size, scheduler, input_mode, max_steps, stop_after_output, carry_over, refractory,
-    hold, sync_threshold, reset, bias, seed,
+    hold, sync_threshold, reset, bias, seed, sample_offset,
 ):  # fmt: skip
     net = build(kind, sizes, seed, reset, bias)
     g = torch.Generator().manual_seed(seed)
@@ -89,8 +90,8 @@ def test_numba_kernel_equals_reference(
     )  # fmt: skip
     labels = torch.randint(0, net.output_size, (3,), generator=g)
     with torch.no_grad():
-        ref = async_.run(net, x, cfg, labels=labels, backend="reference")
-        fast = async_.run(net, x, cfg, labels=labels, backend="numba")
+        ref = async_.run(net, x, cfg, labels=labels, backend="reference", sample_offset=sample_offset)
+        fast = async_.run(net, x, cfg, labels=labels, backend="numba", sample_offset=sample_offset)
     assert_same(ref, fast)
 
 
@@ -175,10 +176,11 @@ def test_sparse_frames_round_trip_and_give_the_same_run():
     surrogate=st.sampled_from(["atan", "fast_sigmoid", "sigmoid"]),
     bias=st.booleans(),
     seed=st.integers(0, 10_000),
+    sample_offset=st.one_of(st.just(0), st.integers(1, 2**40)),
 )
 def test_compiled_training_path_gives_the_reference_gradients(
     sizes, group_size, scheduler, input_mode, max_steps, stop_after_output, carry_over, refractory, hold,
-    dropout, sync_threshold, reset, detach_reset, surrogate, bias, seed,
+    dropout, sync_threshold, reset, detach_reset, surrogate, bias, seed, sample_offset,
 ):  # fmt: skip
     torch.manual_seed(seed)
     mods = []
@@ -196,8 +198,8 @@ def test_compiled_training_path_gives_the_reference_gradients(
         sync_threshold=sync_threshold, seed=seed,
     )  # fmt: skip
     labels = torch.randint(0, sizes[-1], (3,), generator=g)
-    ref = async_.run(net, x, cfg, labels=labels, backend="reference")
-    fast = async_.run(net, x, cfg, labels=labels, backend="numba")
+    ref = async_.run(net, x, cfg, labels=labels, backend="reference", sample_offset=sample_offset)
+    fast = async_.run(net, x, cfg, labels=labels, backend="numba", sample_offset=sample_offset)
     assert fast.output.requires_grad
     assert torch.equal(ref.output.detach(), fast.output.detach())
     for name in RECORDS:
@@ -267,3 +269,65 @@ def test_compiled_training_reruns_samples_whose_tape_is_full():
     for name in RECORDS:
         a, b = getattr(ref.records, name), getattr(fast.records, name)
         assert torch.allclose(a.double(), b.double(), equal_nan=True, rtol=0, atol=0), name
+
+
+def assert_slice(part, whole, lo: int, hi: int):
+    """``part`` (a run of samples ``lo .. hi - 1``) equals those samples of ``whole``: outputs, records,
+    final membranes."""
+    assert torch.equal(part.output.detach(), whole.output.detach()[:, lo:hi])
+    for x, y in zip(part.records.spikes + part.records.synops, whole.records.spikes + whole.records.synops):
+        assert torch.equal(x, y[lo:hi])
+    for name in RECORDS:
+        x, y = getattr(part.records, name), getattr(whole.records, name)[lo:hi]
+        assert torch.allclose(x.double(), y.double(), equal_nan=True, rtol=0, atol=0), name
+    for sa, sb in zip(part.state, whole.state):
+        assert torch.equal(sa.v.detach(), sb.v.detach()[lo:hi])
+
+
+def _differs(part, whole, lo: int, hi: int) -> bool:
+    try:
+        assert_slice(part, whole, lo, hi)
+    except AssertionError:
+        return True
+    return False
+
+
+def test_sample_offset_runs_a_slice_as_in_its_batch_in_the_inference_kernel():
+    """Samples 2..4 of a batch of 6, run alone with ``sample_offset=2``, draw the random keys they drew in the
+    batch: the kernel gives their results exactly (and without the offset it does not)."""
+    net = build("dense", [8, 7, 6, 3], 1, "zero", True)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 3, (8, 6, 8), generator=g).double()
+    x = x * (torch.rand(x.shape, generator=g) < 0.5)
+    labels = torch.arange(6) % 3
+    cfg = AsyncConfig(group_size=2, scheduler="random", seed=3)
+    with torch.no_grad():
+        whole = async_.run(net, x, cfg, labels=labels, backend="numba")
+        part = async_.run(net, x[:, 2:5], cfg, labels=labels[2:5], backend="numba", sample_offset=2)
+        shifted = async_.run(net, x[:, 2:5], cfg, labels=labels[2:5], backend="numba")
+    assert_slice(part, whole, 2, 5)
+    assert _differs(shifted, whole, 2, 5)  # the test bites: the keys depend on the sample id
+
+
+def test_sample_offset_runs_a_slice_as_in_its_batch_in_the_training_kernel():
+    """The same for the compiled training path, with refractory dropout (also drawn per sample id): the
+    slice's outputs and records, and the weights' gradients of a loss summed over the slice's samples."""
+    net = _training_net(4).train()
+    g = torch.Generator().manual_seed(6)
+    x = torch.randint(0, 3, (8, 6, 6), generator=g).double()
+    x = x * (torch.rand(x.shape, generator=g) < 0.6)
+    cfg = AsyncConfig(group_size=1, scheduler="random", refractory_dropout=0.3, seed=2)
+    whole = async_.run(net, x, cfg, backend="numba")
+    part = async_.run(net, x[:, 2:5], cfg, backend="numba", sample_offset=2)
+    assert part.output.requires_grad
+    assert_slice(part, whole, 2, 5)
+    assert _differs(async_.run(net, x[:, 2:5], cfg, backend="numba"), whole, 2, 5)
+    w = torch.randn(whole.output.shape, generator=g, dtype=torch.float64)
+    w_slice = torch.zeros_like(w)
+    w_slice[:, 2:5] = w[:, 2:5]  # the loss counts the slice's samples only
+    params = list(net.parameters())
+    ga = torch.autograd.grad((whole.output * w_slice).sum(), params)
+    gb = torch.autograd.grad((part.output * w[:, 2:5]).sum(), params)
+    assert all(a.abs().max() > 0 for a in ga)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

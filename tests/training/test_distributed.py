@@ -16,8 +16,11 @@ from asyncsnn.config import TrainConfig
 from asyncsnn.training.distributed import World
 from asyncsnn.training.trainer import METRICS, train
 
-# The working tiny async configuration of tests/test_cli.py.
+# The working tiny async configuration of tests/test_cli.py; and with the default random scheduler, whose keys
+# are drawn per sample id: each rank passes its slice start as ``sample_offset``, so the keys are those of one
+# process.
 ASYNC = dict(engine="async", bias=False, scheduler="momentum", group_size=8)
+ASYNC_RANDOM = dict(engine="async", bias=False, scheduler="random", group_size=8)
 # Only the summation order of the gradients differs (float32 sums per slice, added in float64). Adam divides
 # by the gradient's running scale, so a weight whose gradient nearly cancels moves by up to ~4e-6 more or less
 # (1 of 25088 input weights in the sync run); everything else agrees to ~1e-7.
@@ -62,10 +65,11 @@ def _train_two_processes(config: dict, dump: str) -> list[dict]:
     [
         {},
         ASYNC,
+        ASYNC_RANDOM,
         # unequal slices (32 + 31) and a last global batch of 1 sample, which leaves rank 1 empty
         dict(batch_size=63, train_limit=253, epochs=1),
     ],
-    ids=["sync", "async", "sync-unequal-slices"],
+    ids=["sync", "async", "async-random", "sync-unequal-slices"],
 )
 def test_two_processes_train_the_same_weights_as_one(tmp_path, overrides, tiny):
     config = {**tiny, **overrides, "out": str(tmp_path / "two")}

@@ -154,9 +154,10 @@ def _network_arrays(network: Network, dtype: torch.dtype) -> dict:
     return {**_structure_arrays(network), **_neuron_arrays(network, dtype), **_synapse_arrays(network, dtype)}
 
 
-def run_numba(network: Network, x, cfg, state, labels):
+def run_numba(network: Network, x, cfg, state, labels, sample_offset: int = 0):
     """Inference through the compiled kernel; ``x`` is a dense ``[T, B, ...]`` tensor or
-    :class:`~asyncsnn.engines.events.SparseFrames`. Returns numpy outputs and records."""
+    :class:`~asyncsnn.engines.events.SparseFrames`; sample ``b`` draws its random keys as sample
+    ``sample_offset + b``. Returns numpy outputs and records."""
     from asyncsnn.engines.events import SparseFrames
     from asyncsnn.engines.kernels.numba_cpu import run_batch
 
@@ -182,7 +183,7 @@ def run_numba(network: Network, x, cfg, state, labels):
         a["ptr"], a["tgt"], a["w"], a["fan"],
         events.ptr, events.channel, events.count.astype(np_dtype, copy=False),
         v_init, lab,
-        cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed,
+        cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed, int(sample_offset),
         cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",
         float(cfg.sync_threshold),
         -1 if cfg.max_steps is None else cfg.max_steps,
@@ -224,10 +225,11 @@ class _TrainJob:
     thread in one compiled call; the backward pass sums the chunks' gradients in chunk order, so results do
     not depend on how the threads are scheduled."""
 
-    def __init__(self, network: Network, events, cfg, labels, threads: int) -> None:
+    def __init__(self, network: Network, events, cfg, labels, threads: int, sample_offset: int = 0) -> None:
         from asyncsnn.engines.kernels.numba_train import SURROGATE_IDS
 
         self.network, self.events, self.cfg = network, events, cfg
+        self.sample_offset = int(sample_offset)  # sample b draws its random numbers as sample_offset + b
         dtype = next(network.parameters()).dtype
         # the weights and bias currents are not taken from here: they come through autograd
         self.a = {**_structure_arrays(network), **_neuron_arrays(network, dtype)}
@@ -302,7 +304,7 @@ class _TrainJob:
             T, a["L"], a["neu_off"], a["src_off"], a["beta"], a["thr"], bias, a["reset_zero"],
             a["ptr"], a["tgt"], weights, a["fan"], a["dense_src"],
             ev.ptr, ev.channel, ev.count.astype(weights.dtype),
-            self.labels, cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed,
+            self.labels, cfg.group_size, scheduler_id(cfg.scheduler_instance), cfg.seed, self.sample_offset,
             cfg.input_mode == "prioritized", cfg.refractory, cfg.refractory_current == "hold",
             float(cfg.sync_threshold), -1 if cfg.max_steps is None else cfg.max_steps,
             -1 if cfg.stop_after_output is None else cfg.stop_after_output, cfg.carry_over,
@@ -406,13 +408,14 @@ def _csr_weights(network: Network, index: int) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None):
-    """Differentiable run through the compiled training path. Returns the output (with a gradient to the
-    parameters) and the job holding the records."""
+def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None, sample_offset: int = 0):
+    """Differentiable run through the compiled training path (sample ``b`` draws its random numbers as
+    sample ``sample_offset + b``). Returns the output (with a gradient to the parameters) and the job holding
+    the records."""
     from asyncsnn.engines.events import SparseFrames
 
     events = x if isinstance(x, SparseFrames) else SparseFrames.from_dense(x)
-    job = _TrainJob(network, events, cfg, labels, threads or torch.get_num_threads())
+    job = _TrainJob(network, events, cfg, labels, threads or torch.get_num_threads(), sample_offset)
     params = []  # per layer: weights and bias (None: no bias), each with a gradient
     for i, layer in enumerate(network.layers):
         linear = _linear_of(layer)

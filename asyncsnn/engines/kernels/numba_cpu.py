@@ -34,12 +34,12 @@ _hash = njit(cache=True)(hash_int)
 
 
 @njit(cache=True, inline="always")
-def _key(sched_kind, seed, b, step, layer, neuron, membrane):
+def _key(sched_kind, seed, sample, step, layer, neuron, membrane):
     if sched_kind == SCHED_FIFO:
         return float(step)
     if sched_kind == SCHED_LAYER:
         return float(layer)
-    rand = _hash(seed, b, step, layer, neuron, SALT_KEY) / MODULUS
+    rand = _hash(seed, sample, step, layer, neuron, SALT_KEY) / MODULUS
     if sched_kind == SCHED_RANDOM:
         return rand
     return -membrane + rand * 1e-12
@@ -124,7 +124,7 @@ def _run_sample(
     csr_ptr, csr_tgt, csr_w, fan_out,
     ev_ptr, ev_idx, ev_amp,
     v_init, labels,
-    group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+    group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over,
     out, v_final, spikes, synops, input_events, rec,
 ):  # fmt: skip
@@ -138,6 +138,7 @@ def _run_sample(
     N = v_init.shape[1]
     n_src = src_off[n_layers]
     out_layer = n_layers - 1
+    sample_id = sample_offset + b  # the sample's id in the random keys
     v = v_init[b].copy()
     refr = np.zeros(N, dtype=np.bool_)
     counts = np.zeros(N, dtype=v.dtype)  # events received this frame, per neuron (sparse blocks)
@@ -179,7 +180,7 @@ def _run_sample(
                         n_sel += 1
                 else:
                     for e in range(e0, e1):
-                        key = _key(sched_kind, seed, b, int(st[STEP]), -1, ev_idx[e], ev_amp[e])
+                        key = _key(sched_kind, seed, sample_id, int(st[STEP]), -1, ev_idx[e], ev_amp[e])
                         _enqueue(st, p_gid, p_key, p_amp, slot_of, ev_idx[e], ev_amp[e], key)
             else:
                 n_pend = int(st[N_PEND])
@@ -278,7 +279,7 @@ def _run_sample(
                             st[SPK_COR] = st[HIDDEN]
                     else:
                         st[HIDDEN] += 1.0
-                        key = _key(sched_kind, seed, b, int(st[STEP]), s, jj, u)
+                        key = _key(sched_kind, seed, sample_id, int(st[STEP]), s, jj, u)
                         _enqueue(st, p_gid, p_key, p_amp, slot_of, src_off[s + 1] + jj, 1.0, key)
             if stop_after >= 0 and not np.isnan(st[FIRST_OUT]) and st[STEP] >= st[FIRST_OUT] + stop_after:
                 if active:
@@ -295,14 +296,15 @@ def run_batch(
     csr_ptr, csr_tgt, csr_w, fan_out,
     ev_ptr, ev_idx, ev_amp,
     v_init, labels,
-    group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+    group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over,
     out, v_final, spikes, synops, input_events, rec,
 ):  # fmt: skip
     """Run ``B`` samples; writes ``out`` ``[T, B, n_out]``, ``v_final`` ``[B, N]`` and the records.
 
     ``rec[b]`` columns: micro_steps, first_output, first_correct, decision, spikes_before_output,
-    spikes_before_correct, emitted, delivered, dropped, pending_at_end (NaN where never).
+    spikes_before_correct, emitted, delivered, dropped, pending_at_end (NaN where never). Sample ``b`` draws
+    its random keys as sample ``sample_offset + b``.
     """
     for b in prange(B):
         _run_sample(
@@ -311,7 +313,7 @@ def run_batch(
             csr_ptr, csr_tgt, csr_w, fan_out,
             ev_ptr, ev_idx, ev_amp,
             v_init, labels,
-            group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+            group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold, sync_threshold,
             max_steps, stop_after, carry_over,
             out, v_final, spikes, synops, input_events, rec,
         )  # fmt: skip

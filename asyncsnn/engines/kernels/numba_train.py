@@ -99,7 +99,7 @@ def forward_sample(
     beta, thr, bias, reset_zero,
     csr_ptr, csr_tgt, csr_w, fan_out, dense_src,
     ev_ptr, ev_idx, ev_amp,
-    labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+    labels, group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over, dropout,
     out, v_final, spikes, synops, input_events, rec,
     ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths,
@@ -113,6 +113,7 @@ def forward_sample(
     cap_op, cap_ev, cap_it = ops.shape[0], ev_u.shape[0], it_amp.shape[0]
     cap_held, cap_out = held.shape[0], outs.shape[0]
     out[:, b, :] = 0.0  # a rerun starts from scratch
+    sample_id = sample_offset + b  # the sample's id in the random keys
     # this sample's counters, written to the shared record arrays at the end: neighbouring samples run in
     # other threads, and updating a shared cache line at every event would make the threads wait on each other
     n_spikes = np.zeros(n_layers)
@@ -189,7 +190,7 @@ def forward_sample(
                             p_gid[q] = i
                             p_amp[q] = ev_amp[e]
                             p_head[q] = -1
-                            p_key[q] = _key(sched_kind, seed, b, int(st[STEP]), -1, i, ev_amp[e])
+                            p_key[q] = _key(sched_kind, seed, sample_id, int(st[STEP]), -1, i, ev_amp[e])
                             st[N_PEND] = q + 1
             else:
                 n_pend = int(st[N_PEND])
@@ -359,7 +360,7 @@ def forward_sample(
                     elif real:
                         free = not refractory_j
                         if not free and dropout > 0:
-                            lucky = _hash(seed, b, int(st[STEP]), s, j - base, SALT_DROPOUT) / MODULUS
+                            lucky = _hash(seed, sample_id, int(st[STEP]), s, j - base, SALT_DROPOUT) / MODULUS
                             free = lucky < dropout
                         received = layer_count[s] if dense else counts[j]
                         if not free or received < sync_threshold:
@@ -418,7 +419,7 @@ def forward_sample(
                             p_gid[q] = gid
                             p_amp[q] = 1.0
                             p_head[q] = eid
-                            p_key[q] = _key(sched_kind, seed, b, int(st[STEP]), s, jj, u)
+                            p_key[q] = _key(sched_kind, seed, sample_id, int(st[STEP]), s, jj, u)
                             st[N_PEND] = q + 1
                 ops[o, OP_EV1] = n_ev
             if ending:
@@ -451,7 +452,7 @@ def forward_chunk(
     beta, thr, bias, reset_zero,
     csr_ptr, csr_tgt, csr_w, fan_out, dense_src,
     ev_ptr, ev_idx, ev_amp,
-    labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
+    labels, group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over, dropout,
     out, v_final, spikes, synops, input_events, rec,
     ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths, ok,
@@ -465,8 +466,8 @@ def forward_chunk(
             beta, thr, bias, reset_zero,
             csr_ptr, csr_tgt, csr_w, fan_out, dense_src,
             ev_ptr, ev_idx, ev_amp,
-            labels, group_size, sched_kind, seed, prioritized, refractory, hold, sync_threshold,
-            max_steps, stop_after, carry_over, dropout,
+            labels, group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold,
+            sync_threshold, max_steps, stop_after, carry_over, dropout,
             out, v_final, spikes, synops, input_events, rec,
             ops[b], ev_i[b], ev_u[b], it_i[b], it_amp[b], held[b], held_t[b], outs[b], lengths[b],
         )  # fmt: skip
