@@ -249,14 +249,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from asyncsnn.data import dataset_status, fetch_japanese_vowels, resolve_data_dir
+    from asyncsnn.data import dataset_status, fetch_japanese_vowels, neuromorphic_status, resolve_data_dir
 
     if args.fetch:
         folder = fetch_japanese_vowels(args.data_dir, wheel=args.wheel)
         print(f"japanese-vowels: JapaneseVowels_TRAIN.ts and _TEST.ts are in {folder}\n")
     root = resolve_data_dir(args.data_dir)
     print(f"data directory: {root if root else '(none: pass --data-dir or set ASYNCSNN_DATA)'}\n")
-    rows = dataset_status(args.data_dir) + _series_status(args.data_dir)
+    rows = dataset_status(args.data_dir) + _series_status(args.data_dir) + neuromorphic_status(args.data_dir)
     width = max(len(f"{r['name']}/{r['split']}") for r in rows)
     for r in rows:
         mark = "available" if r["available"] else "missing  "

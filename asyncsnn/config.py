@@ -36,6 +36,9 @@ class TrainConfig:
     class is the arg-max of the readout averaged over that window. ``gamma_tau`` lists the bucket time
     constants in ms (``"5,5,10,20"``). Time series (``dataset="japanese-vowels"``) hold each sample for
     ``series_step`` ms and are sigma-delta encoded (``input_threshold``, ``input_tau``) into ON/OFF spikes.
+    Neuromorphic datasets (``"nmnist"``, ``"shd"``, ``"dvsgesture"``) are counted into ``num_steps`` equal
+    frames over the dataset's fixed duration (320 ms, 1.4 s, 6 s); a ``dt`` equal to one frame's length keeps
+    ``tau`` physical.
 
     ``lr_schedule="cosine"`` anneals the learning rate from ``lr`` towards 0 over ``epochs`` (epoch ``e`` uses
     ``lr * (1 + cos(pi * (e - 1) / epochs)) / 2``).

@@ -1,5 +1,5 @@
-"""Datasets (MNIST, Fashion-MNIST, a bundled MNIST split, JapaneseVowels), file formats,
-spike encoders and synthetic timing tasks.
+"""Datasets (MNIST, Fashion-MNIST, a bundled MNIST split, JapaneseVowels, N-MNIST, SHD, DVS Gesture), file
+formats, spike encoders and synthetic timing tasks.
 
 Tensors are time-first: encoders return [T, B, C, H, W], temporal data [T, B, C]; time in ms.
 """
@@ -27,6 +27,18 @@ from .encoders import (
 )
 from .events import EVENT_DTYPE, NMNIST_DURATION_US, NMNIST_SENSOR_SIZE, events_to_frames
 from .idx import read_idx, write_idx
+from .neuromorphic import (
+    NEUROMORPHIC,
+    EventDataset,
+    frame_events,
+    load_dvsgesture,
+    load_events,
+    load_nmnist,
+    load_shd,
+    neuromorphic_status,
+    to_batch_first,
+    to_time_first,
+)
 from .nmnist import read_nmnist, write_nmnist
 from .saccade import saccade_events, saccade_frames, step_timestamps
 from .temporal import (
@@ -53,10 +65,12 @@ __all__ = [
     "ENCODERS",
     "EVENT_DTYPE",
     "Encoder",
+    "EventDataset",
     "FINE_STEP_MS",
     "ImageDataset",
     "JAPANESE_VOWELS_FILES",
     "LATENCY_MODES",
+    "NEUROMORPHIC",
     "NMNIST_DURATION_US",
     "NMNIST_SENSOR_SIZE",
     "SPLITS",
@@ -67,10 +81,16 @@ __all__ = [
     "delay_task",
     "events_to_frames",
     "fetch_japanese_vowels",
+    "frame_events",
     "latency_encode",
     "load_dataset",
+    "load_dvsgesture",
+    "load_events",
     "load_japanese_vowels",
+    "load_nmnist",
+    "load_shd",
     "make_encoder",
+    "neuromorphic_status",
     "pad_series",
     "pulse_response_peak",
     "rate_encode",
@@ -82,6 +102,8 @@ __all__ = [
     "saccade_frames",
     "series_to_spikes",
     "step_timestamps",
+    "to_batch_first",
+    "to_time_first",
     "to_unit",
     "write_idx",
     "write_nmnist",

@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+Info = TypeVar("Info")  # a registry entry: DatasetInfo or NeuromorphicInfo
 # Every 5th image of the bundled t10k file (i % 5 == 4) is the builtin test split.
 BUILTIN_TEST_EVERY = 5
 
@@ -110,12 +113,13 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
-def _check_name_split(name: str, split: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+def _check_name_split(name: str, split: str, registry: Mapping[str, Info] = DATASETS) -> Info:
+    """The registry entry of ``name``; ValueError for an unknown name or split."""
+    if name not in registry:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(registry)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-    return DATASETS[name]
+    return registry[name]
 
 
 def _candidate_dirs(root: Path, info: DatasetInfo) -> list[Path]:

@@ -4,6 +4,8 @@ Image datasets (MNIST, ...) are encoded batch by batch (rate coding draws new sp
 series (``japanese-vowels``) are encoded once per split and step length, deterministically, with the
 sigma-delta encoder of :func:`asyncsnn.data.series_to_spikes` in physical time, so the same series give the
 same spike times at any ``dt``; the normalisation uses training-split statistics for both splits.
+Neuromorphic datasets (``nmnist``, ``shd``, ``dvsgesture``) are read as events and counted once into
+``num_steps`` frames over the dataset's fixed duration (:mod:`asyncsnn.data.neuromorphic`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import torch
 
 from asyncsnn.config import TrainConfig
 from asyncsnn.data import ImageDataset, load_dataset, make_encoder
+from asyncsnn.data.neuromorphic import NEUROMORPHIC, to_time_first
 
-TEMPORAL_DATASETS = ("japanese-vowels",)
+NEUROMORPHIC_DATASETS = tuple(NEUROMORPHIC)
+# Pre-encoded datasets: a SpikeDataset trained with the time-stepped engine.
+TEMPORAL_DATASETS = ("japanese-vowels", *NEUROMORPHIC_DATASETS)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensor fields have no boolean ==
@@ -47,12 +52,14 @@ class SpikeSequenceEncoder:
     name: str = "sigma-delta"
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return batch.transpose(0, 1).to(torch.float32).contiguous()
+        return to_time_first(batch).to(torch.float32).contiguous()
 
 
 def load_split(config: TrainConfig, split: str, data_dir: str | None = None) -> ImageDataset | SpikeDataset:
     """One split of the configured dataset (no limits applied)."""
     data_dir = data_dir if data_dir is not None else config.data_dir
+    if config.dataset in NEUROMORPHIC_DATASETS:
+        return _framed_events(config, split, data_dir)
     if config.dataset in TEMPORAL_DATASETS:
         return _encoded_series(config, split, data_dir)
     return load_dataset(config.dataset, split, data_dir)
@@ -61,7 +68,8 @@ def load_split(config: TrainConfig, split: str, data_dir: str | None = None) -> 
 def encoder_for(config: TrainConfig, dataset: ImageDataset | SpikeDataset):
     """The encoder of ``dataset`` under ``config`` (a spike dataset is already encoded)."""
     if isinstance(dataset, SpikeDataset):
-        return SpikeSequenceEncoder(dataset.images.shape[1], tuple(dataset.images.shape[2:]))
+        name = "events" if dataset.name in NEUROMORPHIC_DATASETS else "sigma-delta"
+        return SpikeSequenceEncoder(dataset.images.shape[1], tuple(dataset.images.shape[2:]), name)
     options = {"gain": config.gain} if config.encoder == "rate" else {}
     return make_encoder(config.encoder, config.num_steps, **options)
 
@@ -90,3 +98,12 @@ def _encoded_series(config: TrainConfig, split: str, data_dir: str | None) -> Sp
     spikes = torch.cat([spikes, spikes.new_zeros(max(0, steps - spikes.shape[0]), *spikes.shape[1:])])
     return SpikeDataset(data.name, split, spikes.transpose(0, 1).contiguous(), data.labels, data.n_classes,
                         data.class_names)  # fmt: skip
+
+
+def _framed_events(config: TrainConfig, split: str, data_dir: str | None) -> SpikeDataset:
+    """Events counted into ``num_steps`` frames over the dataset's fixed duration: ``[N, T, *frame]``."""
+    from asyncsnn.data.neuromorphic import load_events
+
+    data = load_events(config.dataset, split, data_dir)
+    frames = data.frames(config.num_steps)
+    return SpikeDataset(data.name, split, frames, data.labels, data.n_classes, data.classes)
