@@ -273,17 +273,23 @@ def _ones_like_module(m: nn.Module) -> nn.Module:
         nn.init.ones_(out.weight)
         return out
     if isinstance(m, nn.Conv2d):
-        out = nn.Conv2d(
-            m.in_channels,
-            m.out_channels,
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            m.dilation,
-            m.groups,
-            bias=False,
-            padding_mode=m.padding_mode,
-        )
+        out = conv2d_like(m, bias=False)
         nn.init.ones_(out.weight)
         return out
     return m
+
+
+def conv2d_like(m: nn.Conv2d, *, bias: bool, device: torch.device | str | None = None) -> nn.Conv2d:
+    """A new ``nn.Conv2d`` with ``m``'s hyper-parameters (fresh weights; a bias only if ``bias``)."""
+    return nn.Conv2d(
+        m.in_channels,
+        m.out_channels,
+        m.kernel_size,
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.groups,
+        bias=bias,
+        padding_mode=m.padding_mode,
+        device=device,
+    )
