@@ -198,3 +198,26 @@ def test_train_nmnist_end_to_end(nmnist_dir: Path, tmp_path: Path, capsys: pytes
     assert main(["data", "--data-dir", str(nmnist_dir)]) == 0
     listing = capsys.readouterr().out
     assert "nmnist/train" in listing and "shd/test" in listing and "dvsgesture/train" in listing
+
+
+def test_nmnist_reader_and_framing_match_tonic(nmnist_dir: Path) -> None:
+    """Tonic's own N-MNIST decoder and ToFrame transform give the same events and frames as ours."""
+    tonic = pytest.importorskip("tonic", reason="tonic not installed: pip install 'asyncsnn[tonic]'")
+    from tonic.io import read_mnist_file
+
+    files = sorted((nmnist_dir / "NMNIST" / "Train").glob("*/*.bin"))
+    data = load_nmnist("train", nmnist_dir)
+    assert [p.name for p in data.sources] == [p.name for p in files]
+    for path, ours in zip(files, data.events):
+        theirs = read_mnist_file(str(path), dtype=EVENT_DTYPE)
+        assert np.array_equal(theirs, ours), path
+    # ToFrame with a fixed time window: the bins of our framing over the same window (no events dropped
+    # inside it; Tonic includes the last bin's right edge, so use events strictly inside the window)
+    events = max(data.events, key=len)  # the real sample where it is present
+    inside = events[events["t"] < 300_000]
+    to_frame = tonic.transforms.ToFrame(
+        sensor_size=(34, 34, 2), time_window=100_000, start_time=0, end_time=300_000
+    )
+    theirs = torch.from_numpy(np.asarray(to_frame(inside), dtype=np.float32))  # [T, P, H, W]
+    ours = frame_events([inside], (34, 34, 2), 3, 300_000)[0]
+    assert theirs.shape == ours.shape and torch.equal(theirs, ours)
