@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from asyncsnn.cli import main
 from asyncsnn.config import TrainConfig
 from asyncsnn.training.distributed import World
-from asyncsnn.training.trainer import METRICS, train
+from asyncsnn.training.trainer import METRICS, prepare, train
 
 # The working tiny async configuration of tests/test_cli.py; and with the default random scheduler, whose keys
 # are drawn per sample id: each rank passes its slice start as ``sample_offset``, so the keys are those of one
@@ -127,3 +127,23 @@ def test_torchrun_cli_matches_one_process(tmp_path, tiny):
     one, two = (json.loads((tmp_path / d / METRICS).read_text()) for d in ("one", "two"))
     assert one["test"] == pytest.approx(two["test"], abs=1e-6)
     assert one["history"][0]["train"] == pytest.approx(two["history"][0]["train"], abs=1e-6)
+
+
+@pytest.mark.parametrize("update_every", [None, 4], ids=["online", "online-streaming"])
+def test_two_processes_train_spiking_gamma_online_like_one(tmp_path, write_fake_vowels, update_every):
+    """SpikingGamma online training writes .grad itself and may step inside a batch: each step is reduced."""
+    write_fake_vowels(tmp_path / "data" / "japanese-vowels")
+    config = dict(
+        model="gamma", training="online", dataset="japanese-vowels", data_dir=str(tmp_path / "data"),
+        architecture="16", series_step=3.0, loss_start=6.0, gamma_threshold=0.2, batch_size=16,
+        train_limit=48, test_limit=18, lr=0.02, epochs=1, update_every=update_every,
+        out=str(tmp_path / "two"),
+    )  # fmt: skip
+    one = train(TrainConfig(**{**config, "out": str(tmp_path / "one")}), progress=False, log=lambda _: None)
+    ranks = _train_two_processes(config, str(tmp_path / "dump"))
+    initial = prepare(TrainConfig(**config)).network.state_dict()
+    for name, value in one.network.state_dict().items():
+        torch.testing.assert_close(ranks[0]["model"][name], value, atol=ATOL, rtol=0, msg=name)
+        assert torch.equal(ranks[0]["model"][name], ranks[1]["model"][name]), name
+    assert any(not torch.equal(initial[k], v) for k, v in one.network.state_dict().items()), "nothing trained"
+    assert one.history[0]["train"] == pytest.approx(ranks[0]["history"][0]["train"], abs=1e-6)
