@@ -70,19 +70,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from asyncsnn.network import Network
+from asyncsnn.network import SYNAPSE_TYPES, Network
 from asyncsnn.neurons.lif import LIF
 from asyncsnn.neurons.surrogate import Surrogate
 
-#: Synapse modules copied as they are (all linear maps of their input plus a bias).
-SUPPORTED_SYNAPSES: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Conv2d,
-    nn.AvgPool2d,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.Identity,
-)
+#: Synapse modules copied as they are: the ones a Network accepts (linear maps of their input plus a bias).
+SUPPORTED_SYNAPSES: tuple[type[nn.Module], ...] = SYNAPSE_TYPES
 
 # snntorch.surrogate factory name -> (asyncsnn surrogate name, name of the factory's scale argument)
 _SURROGATES = {
