@@ -44,7 +44,7 @@ from asyncsnn.studies import layer_sync_report
 from asyncsnn.studies.report import provenance, write_csv, write_json
 from asyncsnn.training.checkpoint import load_checkpoint, save_checkpoint
 from asyncsnn.training.tasks import SpikeDataset, SpikeSequenceEncoder, encoder_for
-from asyncsnn.training.trainer import Experiment, evaluate, network_for, train
+from asyncsnn.training.trainer import Experiment, evaluate, network_for, subset, train
 
 STOP_RULES = ("quiescent", "first-output", "k-after")
 SYNC_CANDIDATES = (1, 2, 4, 8, 16, 32)
@@ -265,7 +265,7 @@ class Study:
         """Evaluate one cell on the test set (or on ``samples`` of the training set, for calibration)."""
         config = self.config(spec, cell.model)
         data = load_data(config, self.progress, self._data)
-        dataset = data.test_set if samples is None else _subset(data.train_set, samples)
+        dataset = data.test_set if samples is None else subset(data.train_set, samples)
         encoder = data.encoder
         if cell.scheduler is not None and isinstance(dataset.images, PackedFrames):
             # the asynchronous engine takes event lists: skip building and rescanning dense frames
@@ -374,15 +374,6 @@ def cell_row(cell: Cell, summary: dict[str, float], acc: MetricAccumulator) -> d
 
 def _as_is(batch, generator=None):
     return batch
-
-
-def _subset(dataset, samples: slice):
-    images = (
-        dataset.images.subset(samples)
-        if isinstance(dataset.images, PackedFrames)
-        else dataset.images[samples]
-    )
-    return dataclasses.replace(dataset, images=images, labels=dataset.labels[samples])
 
 
 def _describe(row: dict[str, Any]) -> str:

@@ -52,11 +52,16 @@ def eval_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + _EVAL_STREAM)
 
 
+def subset(ds: ImageDataset | SpikeDataset, samples: slice) -> ImageDataset | SpikeDataset:
+    """The ``samples`` of a dataset (packed event frames stay packed)."""
+    images = ds.images.subset(samples) if isinstance(ds.images, PackedFrames) else ds.images[samples]
+    return dataclasses.replace(ds, images=images, labels=ds.labels[samples])
+
+
 def _limit(ds: ImageDataset | SpikeDataset, limit: int | None) -> ImageDataset | SpikeDataset:
     if limit is None or limit >= len(ds):
         return ds
-    images = ds.images.subset(slice(0, limit)) if isinstance(ds.images, PackedFrames) else ds.images[:limit]
-    return dataclasses.replace(ds, images=images, labels=ds.labels[:limit])
+    return subset(ds, slice(0, limit))
 
 
 @dataclass
