@@ -32,18 +32,26 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+DEVICE_HELP = (
+    "where to compute: cpu, cuda, cuda:N or auto (cuda if available, else cpu); under torchrun, cuda gives "
+    "each process cuda:LOCAL_RANK and the processes talk over nccl"
+)
+FLAG_HELP = {"device": DEVICE_HELP}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`TrainConfig` field; defaults are None so only given flags override."""
     from asyncsnn.config import TrainConfig
 
     types = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "bool": _boolean}
     for f in fields(TrainConfig):
+        about = FLAG_HELP.get(f.name)
         parser.add_argument(
             _flag(f.name),
             dest=f.name,
             type=types[str(f.type)],
             default=None,
-            help=f"(default: {f.default!r})",
+            help=f"{about} (default: {f.default!r})" if about else f"(default: {f.default!r})",
         )
 
 
@@ -97,13 +105,14 @@ def _plots(result, out_dir: Path, exp_encoder, test_set) -> list[Path]:
     import torch
 
     from asyncsnn.engines import sync
+    from asyncsnn.training.device import device_of
     from asyncsnn.training.trainer import eval_generator
 
     paths = [plot_training(result.history, out_dir / "training.png")]
     with torch.no_grad():
-        x = exp_encoder(test_set.images[:1], eval_generator(0))
+        x = exp_encoder(test_set.images[:1], eval_generator(0)).to(device_of(result.network))
         outputs, _, _ = sync.population_outputs(result.network, x)
-    spikes = [o[:, 0] for o, layer in zip(outputs, result.network.layers) if layer.population.spiking]
+    spikes = [o[:, 0].cpu() for o, layer in zip(outputs, result.network.layers) if layer.population.spiking]
     label = test_set.classes[int(test_set.labels[0])]
     paths.append(plot_raster(spikes, out_dir / "raster.png", title=f"test sample 0 (label {label})"))
     return paths
@@ -111,14 +120,20 @@ def _plots(result, out_dir: Path, exp_encoder, test_set) -> list[Path]:
 
 # ----- commands --------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace, base: dict[str, Any] | None = None) -> int:
+    from asyncsnn.training.device import resolve_device
     from asyncsnn.training.distributed import init_from_env, shutdown
     from asyncsnn.training.trainer import prepare, train
 
     config = _config_from_args(args, base)
-    world = init_from_env()  # under torchrun: one process group, and only rank 0 reports
+    device = resolve_device(config.device)  # a missing GPU is reported before any data is loaded
+    world = init_from_env(device)  # under torchrun: one process group, and only rank 0 reports
     try:
         if world.is_main:
             where = f" on {world.size} processes" if world.size > 1 else ""
+            if world.backend:
+                where += f" ({world.backend})"
+            if device.type != "cpu":
+                where += f" on {device}"
             print(
                 f"training {config.architecture} on {config.dataset} ({config.encoder}, "
                 f"T={config.num_steps}) for {config.epochs} epochs -> {config.out}{where}"
@@ -199,12 +214,16 @@ def _demo_async(out_dir: Path, progress: bool) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from asyncsnn.config import TrainConfig
     from asyncsnn.training.checkpoint import load_checkpoint, write_json
+    from asyncsnn.training.device import resolve_device
     from asyncsnn.training.tasks import encoder_for, load_split
     from asyncsnn.training.trainer import _limit, engine_for, evaluate, network_from_checkpoint
 
+    device = resolve_device(args.device)  # not the training run's device: this machine may have no GPU
     ckpt = load_checkpoint(args.checkpoint)
     network, config = network_from_checkpoint(ckpt)
+    network.to(device)
     overrides = {k: getattr(args, k) for k in ASYNC_FLAGS if getattr(args, k) is not None}
+    overrides["device"] = args.device
     if args.dataset:
         overrides["dataset"] = args.dataset
     if args.data_dir:
@@ -334,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--carry-over", type=_boolean, help="async: carry undelivered events to the next frame")
     p.add_argument("--dt", type=float, help="step length in ms to run at (default: the trained one)")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default: cpu)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--out", help="metrics JSON path (default: next to the checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

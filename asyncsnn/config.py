@@ -42,6 +42,11 @@ class TrainConfig:
 
     ``lr_schedule="cosine"`` anneals the learning rate from ``lr`` towards 0 over ``epochs`` (epoch ``e`` uses
     ``lr * (1 + cos(pi * (e - 1) / epochs)) / 2``).
+
+    ``device``: where the network, the batches and the engine work live: ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or ``"auto"`` (cuda when available). Shuffling and encoding draw from CPU generators on any
+    device, so the same seed gives the same batches; under ``torchrun``, ``"cuda"`` gives each process
+    ``cuda:LOCAL_RANK``.
     """
 
     def learning_rate(self, epoch: int) -> float:
@@ -89,6 +94,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     batch_size: int = 128
     seed: int = 0
+    device: str = "cpu"
     train_limit: int | None = None
     test_limit: int | None = None
     out: str = "runs/train"
@@ -145,6 +151,9 @@ class TrainConfig:
             raise ConfigError(f"engine: {self.dataset} is trained with the time-stepped engine; use 'sync'")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
+        from asyncsnn.training.device import check_device_name
+
+        check_device_name(self.device)  # the spelling only: the hardware is checked when a run starts
         if not isinstance(self.out, str) or not self.out:
             raise ConfigError(f"out: must be a folder path, got {self.out!r}")
         from asyncsnn.training.builder import parse_architecture

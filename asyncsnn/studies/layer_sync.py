@@ -48,7 +48,7 @@ from asyncsnn.training.trainer import Experiment, evaluate, network_for, subset,
 
 STOP_RULES = ("quiescent", "first-output", "k-after")
 SYNC_CANDIDATES = (1, 2, 4, 8, 16, 32)
-_MOVABLE = ("out", "data_dir")  # a study folder may be moved, and its data with it
+_MOVABLE = ("out", "data_dir", "device")  # a study folder may be moved, and its data with it; any device
 #: metrics copied from an evaluation summary into a CSV row (with ``_std`` and ``_missing`` where present)
 ROW_METRICS = (
     "accuracy", "spikes", "synops", "spike_density", "input_events", "micro_steps", "micro_steps_to_decision",

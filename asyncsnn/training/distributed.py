@@ -1,5 +1,8 @@
 """Multi-process data-parallel training, launched by ``torchrun`` (one process per CPU share or per GPU).
 
+With ``device="cuda"`` each process trains on ``cuda:LOCAL_RANK`` and the processes talk over nccl; on the CPU
+over gloo (:func:`backend_for`). Every tensor a collective sees lives on the process's device.
+
 Every process holds the whole network and runs the same epochs in the same shuffled order; each trains on its
 contiguous slice of every global batch (:meth:`World.shard`). Just before every optimizer step the gradients
 are summed over the processes, each weighted by its share of the batch (:func:`synced_gradients`), so every
@@ -29,6 +32,8 @@ class World:
 
     rank: int = 0
     size: int = 1
+    #: the process group's backend (``"gloo"``, ``"nccl"``); empty when no group was initialised
+    backend: str = ""
 
     @property
     def is_main(self) -> bool:
@@ -45,9 +50,16 @@ class World:
         """Element-wise sum of ``values`` over all ranks (float64)."""
         if self.size == 1:
             return list(values)
-        total = torch.tensor(values, dtype=torch.float64)
+        total = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(total)
         return total.tolist()
+
+    @property
+    def device(self) -> torch.device:
+        """Where this rank's collective tensors live: its current GPU under nccl, else the CPU."""
+        if self.backend == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (picklable objects)."""
@@ -70,18 +82,26 @@ def backend_for(device: torch.device) -> str:
 def init_from_env(device: torch.device | None = None) -> World:
     """The :class:`World` that ``torchrun`` set up (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_*``).
 
-    Initialises the default process group once (later calls reuse it). Without ``WORLD_SIZE`` or with
-    ``WORLD_SIZE=1`` nothing is initialised and the run is an ordinary single-process run.
+    Initialises the default process group once (later calls reuse it), with :func:`backend_for` ``device``
+    (default: CPU, gloo); for a CUDA ``device`` (see :func:`asyncsnn.training.device.resolve_device`, which
+    gives ``cuda:LOCAL_RANK`` under torchrun) that GPU becomes the process's current one, as nccl needs.
+    Without ``WORLD_SIZE`` or with ``WORLD_SIZE=1`` nothing is initialised and the run is an ordinary
+    single-process run, except on CUDA under torchrun (``MASTER_ADDR`` set), where a one-process nccl group is
+    made, so that ``torchrun --nproc_per_node=1`` exercises the same path as several GPUs.
     """
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size())
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return World()
+        return World(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
     device = device or torch.device("cpu")
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    one_gpu_under_torchrun = (
+        size == 1 and device.type == "cuda" and "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+    )
+    if size <= 1 and not one_gpu_under_torchrun:
+        return World()
     if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device if device.index is not None else int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend_for(device))
-    return World(dist.get_rank(), dist.get_world_size())
+    return World(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
 
 
 def shutdown() -> None:

@@ -67,14 +67,14 @@ class StepCrossEntropy:
         """The same for the steps ``first, first + 1, ...`` of ``out`` ``[C, B, n]`` at once (zero before
         ``start``)."""
         C, B = out.shape[:2]
-        counted = (torch.arange(first, first + C) >= self.start).to(out.dtype)[:, None, None]
+        steps = torch.arange(first, first + C, device=out.device)
+        counted = (steps >= self.start).to(out.dtype)[:, None, None]
         log_p = torch.log_softmax(out, 2)
         picked = log_p.gather(2, self.labels[None, :, None].expand(C, B, 1))
         loss = -(picked * counted).sum() * (self.scale / B)
         grad = log_p.exp_()
-        grad.scatter_add_(
-            2, self.labels[None, :, None].expand(C, B, 1), -torch.ones(C, B, 1, dtype=out.dtype)
-        )
+        minus_one = -torch.ones(C, B, 1, dtype=out.dtype, device=out.device)
+        grad.scatter_add_(2, self.labels[None, :, None].expand(C, B, 1), minus_one)
         return float(loss), grad.mul_(counted * (self.scale / B))
 
 

@@ -165,11 +165,11 @@ class _ChunkJump:
 
     def __init__(self, decay: torch.Tensor, chunk: int) -> None:
         K = decay.shape[0]
-        A = torch.zeros(K, K, dtype=decay.dtype)
-        idx = torch.arange(1, K)
+        A = torch.zeros(K, K, dtype=decay.dtype, device=decay.device)
+        idx = torch.arange(1, K, device=decay.device)
         A[idx, idx] = decay[1:]
         A[idx, idx - 1] = 1 - decay[1:]
-        powers = [torch.eye(K, dtype=decay.dtype)]
+        powers = [torch.eye(K, dtype=decay.dtype, device=decay.device)]
         for _ in range(chunk):
             powers.append(A @ powers[-1])
         self.powers = torch.stack(powers)  # [chunk + 1, K, K]: A^0 .. A^chunk
@@ -181,7 +181,8 @@ class _ChunkJump:
         powers = self.powers.to(delta)
         lam = torch.einsum("ckj,cbkn->jbn", powers[1 : C + 1], delta)
         # D[s, c] = column 0 of A^(c - s) for c >= s: how phi(s) reaches the buckets at step c
-        lag = torch.arange(C)[None, :] - torch.arange(C)[:, None]  # c - s
+        steps = torch.arange(C, device=delta.device)
+        lag = steps[None, :] - steps[:, None]  # c - s
         D = powers[lag.clamp(min=0), :, 0] * (lag >= 0)[..., None].to(delta)  # [C(s), C(c), K]
         delta_tilde = torch.einsum("sck,cbkn->nsb", D, delta).reshape(N, 1, C * B)
         within = torch.bmm(delta_tilde, phi.permute(2, 0, 1, 3).reshape(N, C * B, -1))[:, 0]
@@ -191,7 +192,7 @@ class _ChunkJump:
         """The traces after the chunk: ``A^C e_prev + sum_s A^(C-1-s) u phi(s)``, ``[K, B, N, P]``."""
         C, K = phi.shape[0], traces.shape[0]
         powers = self.powers.to(phi)
-        feed = powers[C - 1 - torch.arange(C), :, 0]  # [C(s), K]
+        feed = powers[C - 1 - torch.arange(C, device=phi.device), :, 0]  # [C(s), K]
         jumped = powers[C] @ traces.reshape(K, -1) + feed.t() @ phi.reshape(C, -1)
         return jumped.reshape(traces.shape)
 

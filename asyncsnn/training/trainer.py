@@ -8,6 +8,11 @@ as the uninterrupted run would.
 Under ``torchrun`` (see :mod:`asyncsnn.training.distributed`) each process trains on a slice of every global
 batch of ``batch_size`` samples and the step equals the one-process step (up to float summation order); only
 rank 0 logs, evaluates and writes files, and the test metrics are broadcast to every rank.
+
+``config.device`` (see :mod:`asyncsnn.training.device`) puts the network, every batch and the engine work on
+that device; the generators stay on the CPU, so shuffling and encoding are the same on every device (the
+batches are encoded on the CPU, then moved). Checkpoints hold CPU tensors, so a run may be resumed on another
+device.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from asyncsnn.metrics import MetricAccumulator, predict
 from asyncsnn.network import Network
 from asyncsnn.training.builder import build_gamma_network, build_network
 from asyncsnn.training.checkpoint import load_checkpoint, save_checkpoint, write_json
+from asyncsnn.training.device import device_of, resolve_device
 from asyncsnn.training.distributed import World, init_from_env, synced_gradients
 from asyncsnn.training.gamma import StepCrossEntropy, bptt_sequence, online_sequence
 from asyncsnn.training.losses import classification_loss, per_step_loss
@@ -56,6 +62,11 @@ def subset(ds: ImageDataset | SpikeDataset, samples: slice) -> ImageDataset | Sp
     """The ``samples`` of a dataset (packed event frames stay packed)."""
     images = ds.images.subset(samples) if isinstance(ds.images, PackedFrames) else ds.images[samples]
     return dataclasses.replace(ds, images=images, labels=ds.labels[samples])
+
+
+def to_device(x, device: torch.device):
+    """A batch ``x`` on ``device``: tensors move (a no-op where they are); event lists (CPU only) stay."""
+    return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
 def _limit(ds: ImageDataset | SpikeDataset, limit: int | None) -> ImageDataset | SpikeDataset:
@@ -143,7 +154,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of ``network`` on ``dataset`` (accuracy, spikes, SynOps, ... as mean and std per sample).
 
-    ``run(network, x, labels)`` is the engine (see :func:`engine_for`); default: layer-synchronous.
+    ``run(network, x, labels)`` is the engine (see :func:`engine_for`); default: layer-synchronous. It runs
+    on the device of ``network``: batches are encoded on the CPU, then moved there.
     A SpikingGamma network is judged on its readout from ``loss_start`` ms on (its training window).
     Pass an empty ``accumulator`` to keep the per-sample values as well.
     """
@@ -153,6 +165,7 @@ def evaluate(
     acc = accumulator if accumulator is not None else MetricAccumulator()
     acc.readout, acc.predict_from = readout, window
     generator = eval_generator(seed)
+    device = device_of(network)
     losses = []
     was_training = network.training
     network.eval()
@@ -164,8 +177,8 @@ def evaluate(
             disable=None if progress else True,
         ):
             images = dataset.images[start : start + batch_size]
-            labels = dataset.labels[start : start + batch_size]
-            result = run(network, encoder(images, generator), labels)
+            labels = dataset.labels[start : start + batch_size].to(device)
+            result = run(network, to_device(encoder(images, generator), device), labels)
             if network.is_gamma:
                 loss = per_step_loss(result.output[window:], labels)
             else:
@@ -188,10 +201,12 @@ def train_epoch(
 ) -> dict[str, float]:
     """One pass over the training set; returns mean loss and training accuracy (over all ranks of ``world``).
 
-    With several ranks each one trains on its slice of every global batch of ``batch_size`` samples.
+    With several ranks each one trains on its slice of every global batch of ``batch_size`` samples. The
+    batches go to the device of ``exp.network``.
     """
     cfg, net = exp.config, exp.network
     world = world or World()
+    device = device_of(net)
     run = engine_for(cfg)
     generator = epoch_generator(cfg.seed, epoch)
     for group in optimizer.param_groups:
@@ -212,7 +227,7 @@ def train_epoch(
             # a one-process run and the generator advances alike everywhere.
             x = exp.encoder(exp.train_set.images[batch], generator)
             mine = world.shard(len(batch))
-            idx, x = batch[mine], x[:, mine]
+            idx, x = batch[mine], to_device(x[:, mine], device)
             sync.weight = len(idx) / len(batch)
             optimizer.zero_grad(set_to_none=True)
             if len(idx) == 0:  # fewer samples than ranks: still take part in every step's reduction
@@ -220,8 +235,9 @@ def train_epoch(
                     optimizer.step()
                 continue
             # offset mine.start: the slice draws the asynchronous engine's random numbers of a one-process run
+            labels = exp.train_set.labels[idx].to(device)
             loss_value, n_correct = _train_batch(
-                net, run, x, exp.train_set.labels[idx], cfg, optimizer, sample_offset=mine.start
+                net, run, x, labels, cfg, optimizer, sample_offset=mine.start
             )
             total_loss += loss_value * len(idx)
             correct += n_correct
@@ -303,7 +319,7 @@ class TrainResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-_RESUMABLE_CHANGES = {"epochs", "out", "data_dir"}
+_RESUMABLE_CHANGES = {"epochs", "out", "data_dir", "device"}
 
 
 def train(
@@ -321,12 +337,16 @@ def train(
     ``prepared`` (from :func:`prepare`, or built from data already in memory) skips loading the data again.
     ``test_each_epoch=False`` skips the test-set evaluation after each epoch (the caller evaluates).
     Launched by ``torchrun`` it trains data-parallel (see :mod:`asyncsnn.training.distributed`).
+    It computes on ``config.device`` (the network of ``prepared`` is moved there); a run may be resumed on
+    another device than the one it started on.
     """
-    world = init_from_env()
+    device = resolve_device(config.device)
+    world = init_from_env(device)
     if not world.is_main:
         log, progress = (lambda _: None), False
     out_dir = Path(config.out)
     exp = prepared if prepared is not None else prepare(config)
+    exp.network.to(device)  # before the optimizer is made: it keeps its state beside the parameters
     optimizer = torch.optim.Adam(exp.network.parameters(), lr=config.lr)
     history: list[dict[str, Any]] = []
     start_epoch = 1
@@ -335,7 +355,7 @@ def train(
         if not ckpt_path.is_file():
             log(f"no checkpoint at {ckpt_path}; starting from scratch")
         else:
-            ckpt = load_checkpoint(ckpt_path)
+            ckpt = load_checkpoint(ckpt_path, map_location="cpu")  # load_state_dict copies onto the device
             _check_same_run(TrainConfig.from_dict(ckpt["config"]), config)
             exp.network.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -424,7 +444,9 @@ def _check_same_run(saved: TrainConfig, requested: TrainConfig) -> None:
 
 
 def network_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Network, TrainConfig]:
-    """Rebuild the trained network and its configuration from a loaded checkpoint."""
+    """Rebuild the trained network and its configuration from a loaded checkpoint.
+
+    The network is built on the CPU, whatever device trained it; ``network.to(device)`` moves it."""
     config = TrainConfig.from_dict(ckpt["config"])
     network = network_for(config, tuple(ckpt["input_shape"]), int(ckpt["n_classes"]))
     network.load_state_dict(ckpt["model"])

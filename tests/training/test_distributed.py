@@ -39,7 +39,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, config: dict, dump: str) -> None:
+def _worker(rank: int, world_size: int, port: int, runs: list[tuple[dict, bool]], dump: str) -> None:
+    """Train each ``(config, resume)`` of ``runs`` in turn in one process group; run ``i`` goes to
+    ``dump.i.rank``."""
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -49,15 +51,23 @@ def _worker(rank: int, world_size: int, port: int, config: dict, dump: str) -> N
     )
     torch.set_num_threads(1)
     try:
-        result = train(TrainConfig(**config), progress=False, log=lambda _: None)
-        torch.save({"model": result.network.state_dict(), "history": result.history}, f"{dump}.{rank}")
+        for i, (config, resume) in enumerate(runs):
+            result = train(TrainConfig(**config), resume=resume, progress=False, log=lambda _: None)
+            torch.save(
+                {"model": result.network.state_dict(), "history": result.history}, f"{dump}.{i}.{rank}"
+            )
     finally:
         dist.destroy_process_group()
 
 
 def _train_two_processes(config: dict, dump: str) -> list[dict]:
-    mp.spawn(_worker, args=(2, _free_port(), config, dump), nprocs=2, join=True)
-    return [torch.load(f"{dump}.{rank}") for rank in range(2)]
+    return _train_runs_on_two_processes([(config, False)], dump)[0]
+
+
+def _train_runs_on_two_processes(runs: list[tuple[dict, bool]], dump: str) -> list[list[dict]]:
+    """The results ``[run][rank]`` of ``(config, resume)`` runs, one after another on the same 2 processes."""
+    mp.spawn(_worker, args=(2, _free_port(), runs, dump), nprocs=2, join=True)
+    return [[torch.load(f"{dump}.{i}.{rank}") for rank in range(2)] for i in range(len(runs))]
 
 
 @pytest.mark.parametrize(
@@ -84,6 +94,26 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path, overrides, tiny):
     assert ranks[0]["history"][-1]["test"] == ranks[1]["history"][-1]["test"]  # evaluated once, broadcast
     doc = json.loads((tmp_path / "two" / METRICS).read_text())
     assert doc["epochs_completed"] == config["epochs"] and doc["test"] == ranks[0]["history"][-1]["test"]
+
+
+def test_two_processes_resume_where_an_uninterrupted_two_process_run_ends(tmp_path, tiny):
+    """Every rank reads rank 0's checkpoint of epoch 1; the run ends with the weights of 2 epochs in a row."""
+    config = {**tiny, "train_limit": 128, "test_limit": 64, "epochs": 2}
+    part = {**config, "out": str(tmp_path / "part")}
+    runs = [
+        ({**config, "out": str(tmp_path / "full")}, False),
+        ({**part, "epochs": 1}, False),  # "interrupted" after epoch 1
+        (part, True),
+    ]
+    full, _, resumed = _train_runs_on_two_processes(runs, str(tmp_path / "dump"))
+    for rank in range(2):
+        assert [h["epoch"] for h in resumed[rank]["history"]] == [1, 2]
+        for name, value in full[0]["model"].items():
+            assert torch.equal(resumed[rank]["model"][name], value), (rank, name)
+    for h_full, h_resumed in zip(full[0]["history"], resumed[0]["history"], strict=True):
+        assert h_full["train"] == h_resumed["train"] and h_full["test"] == h_resumed["test"]
+    doc = json.loads((tmp_path / "part" / METRICS).read_text())
+    assert doc["epochs_completed"] == 2 and doc["test"] == full[0]["history"][-1]["test"]
 
 
 def test_shards_cover_a_batch_once_in_order():
