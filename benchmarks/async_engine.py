@@ -8,7 +8,12 @@ doubles the hidden layer at a fixed spike count (the extra neurons never fire) t
 delivered events x fan-out, and times a training step on the compiled path and on the reference engine.
 
     pip install -e '.[fast]'
-    python benchmarks/async_engine.py [--batch 32] [--repeats 20] [--backend auto|numba|reference]
+    python benchmarks/async_engine.py [--batch 32] [--repeats 20] [--backend auto|numba|triton|reference]
+    python benchmarks/async_engine.py --device cuda --batch 256      # the CUDA kernel (Triton)
+
+On CUDA the input reaches the engine as dense frames on the GPU (turned into event lists there, inside the
+timing), peak memory is what the call adds to the GPU memory in use (``torch.cuda.max_memory_allocated``), and
+the training step is left out (on CUDA it runs the reference path: the CUDA kernel is inference only).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import argparse
 import tracemalloc
 
 import torch
-from common import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import timed as timed_on  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from torch import nn
 
 from asyncsnn import LIF, Network
@@ -48,7 +53,7 @@ def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0) -> Network
     )
 
 
-def peak_memory_mb(fn) -> float:
+def peak_python_mb(fn) -> float:
     """Peak of Python/numpy allocations during ``fn`` (tracemalloc; neither torch's allocator nor numba's
     scratch arrays inside the kernel are traced)."""
     tracemalloc.start()
@@ -64,20 +69,40 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--backend", default="auto", choices=["auto", "numba", "reference"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "numba", "triton", "reference"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     T, B = 50, args.batch
-    net = workload()
+    cuda = args.device == "cuda"
+    net = workload().to(args.device)
     g = torch.Generator().manual_seed(1)
     x = (torch.rand(T, B, 2312, generator=g) < 0.02).float()
-    events = SparseFrames.from_dense(x)  # event data reaches the engine as event lists, as from a sensor
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {B}, T {T}, "
-          f"2312-200-10, input density 2 %")  # fmt: skip
+    # event data reaches the engine as event lists, as from a sensor (on CUDA: dense frames on the GPU)
+    events = x.cuda() if cuda else SparseFrames.from_dense(x)
+    x = x.to(args.device)
+    where = torch.cuda.get_device_name() if cuda else f"threads {torch.get_num_threads()}"
+    print(f"torch {torch.__version__}, {where}, batch {B}, T {T}, 2312-200-10, input density 2 %")
+
+    def timed(fn, repeats):
+        return timed_on(fn, repeats, cuda=cuda)
+
+    def peak_memory_mb(fn) -> float:
+        if not cuda:
+            return peak_python_mb(fn)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()  # the network and the input are not the call's
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+
     with torch.no_grad():
         t_sync = timed(lambda: sync.run(net, x), args.repeats)
     print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch")
-    t_convert = timed(lambda: SparseFrames.from_dense(x), args.repeats)
-    print(f"dense frames -> event lists (not in the timings below): {1e3 * t_convert:.2f} ms / batch\n")
+    if not cuda:
+        t_convert = timed(lambda: SparseFrames.from_dense(x), args.repeats)
+        print(f"dense frames -> event lists (not in the timings below): {1e3 * t_convert:.2f} ms / batch")
+    print()
     header = f"{'F':>3} {'scheduler':>9} {'ms/batch':>9} {'samples/s':>10} {'steps/s':>11} {'spikes':>7} " \
              f"{'peak MB':>8} {'vs sync':>8}"  # fmt: skip
     print(header)
@@ -99,6 +124,8 @@ def main() -> None:
     try:  # numba's thread pool and PyTorch's share the cores: show how the kernel scales with numba's threads
         import numba
 
+        if cuda:
+            raise ImportError  # (no numba threads in a CUDA run)
         cfg = AsyncConfig(group_size=1, scheduler="random")
         default = numba.get_num_threads()
         line = []
@@ -116,7 +143,7 @@ def main() -> None:
     print("\ncost follows events x fan-out (F = 8, random): hidden layer doubled, extra neurons silent")
     cfg = AsyncConfig(group_size=8, scheduler="random")
     for extra in (0, 200):
-        big = workload(200, extra)
+        big = workload(200, extra).to(args.device)
         with torch.no_grad():
             r = async_.run(big, events, cfg, backend=args.backend)
             t = timed(lambda big=big: async_.run(big, events, cfg, backend=args.backend), args.repeats)
@@ -125,9 +152,11 @@ def main() -> None:
         print(f"  hidden {200 + extra}: {1e3 * t:.2f} ms, spikes/sample {spikes:.1f}, "
               f"SynOps/batch {synops:.3g}, {1e9 * t / synops:.2f} ns per SynOp")  # fmt: skip
 
+    if cuda:
+        return  # training runs on the reference path on CUDA: see the CPU run
     print("\ntraining step through the schedule (forward + backward + Adam), random scheduler:")
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    labels = torch.randint(0, 10, (B,), generator=g)
+    labels = torch.randint(0, 10, (B,), generator=g).to(args.device)
     for F, backend, repeats in (
         (1, args.backend, args.repeats),
         (8, args.backend, args.repeats),

@@ -6,8 +6,18 @@ import statistics
 import time
 
 
-def timed(fn, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls."""
+def timed(fn, repeats: int, warmup: int = 2, cuda: bool = False) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls; ``cuda``: wait
+    for the GPU to finish each call (kernels are launched asynchronously)."""
+    if cuda:
+        import torch
+
+        inner = fn
+
+        def fn() -> None:
+            inner()
+            torch.cuda.synchronize()
+
     for _ in range(warmup):
         fn()
     times = []

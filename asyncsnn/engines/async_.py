@@ -116,9 +116,10 @@ def run(
     ``labels`` ``[B]`` enables the "first correct output spike" records. ``state`` (one :class:`LIFState` per
     population, from either engine) sets the initial membranes; events pending at the end are not carried.
 
-    ``backend``: ``"reference"`` (this module, differentiable), ``"numba"`` (compiled CPU kernel, inference
-    only) or ``"auto"``: numba when it is installed and the run needs no gradient, no queue trace and uses a
-    built-in scheduler on CPU; the reference otherwise.
+    ``backend``: ``"reference"`` (this module, differentiable), ``"numba"`` (compiled CPU kernels),
+    ``"triton"`` (CUDA kernel, inference only) or ``"auto"``: on CPU numba when it is installed, on CUDA
+    Triton when the run needs no gradient; either only with a built-in scheduler and no queue trace; the
+    reference otherwise.
 
     ``sample_offset`` (a non-negative int): sample ``b`` of the batch draws its random numbers (``random``
     scheduler keys, the ``momentum`` tie-break noise, refractory dropout) as sample ``sample_offset + b``. A
@@ -139,7 +140,10 @@ def run(
             raise ValueError(
                 f"events have frame shape {x.frame_shape}, the network expects {network.input_shape}"
             )
-        chosen = _choose_backend(network, torch.empty(0, dtype=x.dtype), config, record_queue, backend, state)
+        like = torch.empty(0, dtype=x.dtype, device=_device_of(network))
+        chosen = _choose_backend(network, like, config, record_queue, backend, state)
+        if chosen == "triton":
+            return _run_triton(network, x, config, state, labels, sample_offset)
         if chosen == "numba-train":
             return _run_numba_train(network, x, config, labels, sample_offset)
         if chosen == "numba":
@@ -151,18 +155,24 @@ def run(
         if (x < 0).any():
             raise ValueError("asynchronous input must be non-negative event counts")
         return _run_numba_train(network, x, config, labels, sample_offset)
-    if chosen == "numba":
+    if chosen in ("numba", "triton"):
         if (x < 0).any():
             raise ValueError("asynchronous input must be non-negative event counts")
-        return _run_numba(network, x, config, state, labels, sample_offset)
+        run_kernel = _run_numba if chosen == "numba" else _run_triton
+        return run_kernel(network, x, config, state, labels, sample_offset)
     return _Runner(network, x, config, labels, record_queue, sample_offset).run(state)
 
 
-BACKENDS = ("auto", "reference", "numba")
+BACKENDS = ("auto", "reference", "numba", "triton")
+
+
+def _device_of(network: Network) -> torch.device:
+    param = next(network.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _choose_backend(network, x, config, record_queue, backend, state=None) -> str:
-    from asyncsnn.engines.kernels import numba_available, numba_trainable, scheduler_id
+    from asyncsnn.engines.kernels import numba_available, numba_trainable, scheduler_id, triton_blockers
 
     if backend not in BACKENDS:
         raise ValueError(f"backend: {backend!r} is not allowed; choose one of {BACKENDS}")
@@ -170,6 +180,21 @@ def _choose_backend(network, x, config, record_queue, backend, state=None) -> st
         x.requires_grad or any(p.requires_grad for p in network.parameters())
     )
     dropout = network.training and config.refractory and config.refractory_dropout > 0
+    if x.device.type == "cuda" or backend == "triton":
+        reasons = [
+            (x.device.type != "cuda", "the Triton kernel runs on CUDA tensors"),
+            (needs_grad or dropout, "the Triton kernel is inference only (training runs on the reference)"),
+            (record_queue, "record_queue is only recorded by the reference"),
+            (scheduler_id(config.scheduler_instance) is None, "custom schedulers run on the reference"),
+            (not all(isinstance(layer.population, LIF) for layer in network.layers), "LIF populations only"),
+        ]
+        blocked = [why for cond, why in reasons if cond]
+        if not blocked:
+            blocked = triton_blockers(network, config, x.dtype)
+        if backend in ("numba", "triton") and (blocked or backend == "numba"):
+            needs = "CPU tensors" if backend == "numba" else "; ".join(blocked)
+            raise ValueError(f"backend={backend!r} cannot run this: {needs}")
+        return "reference" if (backend == "reference" or blocked) else "triton"
     reasons = [
         (not numba_available(), "numba is not installed (pip install 'asyncsnn[fast]')"),
         (record_queue, "record_queue is only recorded by the reference"),
@@ -215,11 +240,12 @@ def _run_numba_train(network, x, config, labels, sample_offset=0) -> RunResult:
 
 
 def _records_from_kernel(spikes, synops, input_events, rec, dtype) -> AsyncRecords:
-    col = lambda k: torch.from_numpy(rec[:, k].copy())  # noqa: E731
+    rec, spikes, synops = torch.as_tensor(rec), torch.as_tensor(spikes), torch.as_tensor(synops)
+    col = lambda k: rec[:, k].clone()  # noqa: E731
     return AsyncRecords(
-        input_events=torch.from_numpy(input_events).to(dtype),
-        spikes=[torch.from_numpy(spikes[:, i].copy()).to(dtype) for i in range(spikes.shape[1])],
-        synops=[torch.from_numpy(synops[:, i].copy()).to(dtype) for i in range(synops.shape[1])],
+        input_events=torch.as_tensor(input_events).to(dtype),
+        spikes=[spikes[:, i].to(dtype) for i in range(spikes.shape[1])],
+        synops=[synops[:, i].to(dtype) for i in range(synops.shape[1])],
         micro_steps=col(0).to(dtype),
         micro_steps_to_first_output=col(1),
         micro_steps_to_first_correct=col(2),
@@ -233,16 +259,22 @@ def _records_from_kernel(spikes, synops, input_events, rec, dtype) -> AsyncRecor
     )
 
 
-def _run_numba(network, x, config, state, labels, sample_offset=0) -> RunResult:
+def _run_numba(network, x, config, state, labels, sample_offset=0, kernel=None) -> RunResult:
     from asyncsnn.engines.kernels import run_numba
 
-    out, spikes, synops, input_events, rec, v_list = run_numba(
+    out, spikes, synops, input_events, rec, v_list = (kernel or run_numba)(
         network, x, config, state, labels, sample_offset
     )
     dtype, B = x.dtype, x.batch_size if isinstance(x, SparseFrames) else x.shape[1]
     records = _records_from_kernel(spikes, synops, input_events, rec, dtype)
     state = [LIFState(v.reshape(B, *layer.shape)) for v, layer in zip(v_list, network.layers)]
     return RunResult(out.to(dtype), records, state)
+
+
+def _run_triton(network, x, config, state, labels, sample_offset=0) -> RunResult:
+    from asyncsnn.engines.kernels import run_triton
+
+    return _run_numba(network, x, config, state, labels, sample_offset, kernel=run_triton)
 
 
 class _Runner:

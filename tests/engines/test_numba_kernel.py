@@ -121,6 +121,17 @@ def test_backend_choice_for_training():
         async_.run(net, x, state=async_.run(net, x).state, backend="numba")
 
 
+def test_the_cuda_kernel_is_refused_with_reasons_for_cpu_tensors_and_gradients():
+    net = build("dense", [4, 3, 2], 0, "zero", False)
+    x = torch.ones(2, 1, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="runs on CUDA tensors.*inference only"):
+        async_.run(net, x, backend="triton")
+    with torch.no_grad(), pytest.raises(ValueError, match="runs on CUDA tensors"):
+        async_.run(net, x, backend="triton")
+    with pytest.raises(ValueError, match="backend: 'cuda' is not allowed"):
+        async_.run(net, x, backend="cuda")
+
+
 @pytest.mark.parametrize("scheduler", ["random", "momentum", "fifo"])
 @pytest.mark.parametrize("input_mode", ["prioritized", "scheduled"])
 def test_compiled_training_of_conv_networks_gives_the_reference_gradients(scheduler, input_mode):

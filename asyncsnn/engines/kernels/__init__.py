@@ -2,6 +2,8 @@
 (:mod:`asyncsnn.engines.async_`); tests check they agree.
 
 - :mod:`.numba_cpu`: compiled event-by-event CPU kernel for inference (needs the ``fast`` extra: numba).
+- :mod:`.numba_train`: the compiled training path (forward with a compact record, replayed backward).
+- :mod:`.triton_cuda`: the CUDA kernel for inference (needs Triton, which CUDA builds of PyTorch include).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def scheduler_id(scheduler) -> int | None:
     """Kernel id of a built-in scheduler, or None for a user-defined one (reference path only)."""
     return _SCHED_IDS.get(type(scheduler))
@@ -36,29 +42,18 @@ def synapse_csr(network: Network, index: int) -> tuple[torch.Tensor, torch.Tenso
     """
     layer = network.layers[index]
     params = tuple(layer.synapse.parameters())
-    stamp = tuple((id(p), p._version, p.dtype) for p in params)
+    stamp = tuple((id(p), p._version, p.dtype, p.device) for p in params)
     cache = network.__dict__.setdefault("_csr_cache", {})
     hit = cache.get(index)
     if hit is not None and hit[0] == stamp:
         return hit[1]
     ptr, targets = network.connectivity(index)
+    dense = int(ptr[-1]) == layer.in_size * layer.size  # rows are sorted: full rows are 0..n-1
     with torch.no_grad():
-        linear = [m for m in layer.synapse if isinstance(m, torch.nn.Linear)]
-        dense = int(ptr[-1]) == layer.in_size * layer.size  # rows are sorted: full rows are 0..n-1
-        reshapes = (torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity, torch.nn.Linear)
-        if len(linear) == 1 and all(isinstance(m, reshapes) for m in layer.synapse):
-            weights = linear[0].weight.t().reshape(-1).clone()  # rows of W^T: targets 0..n-1 in order
-        else:  # read the weights off the Jacobian columns: the block is linear (bias left out)
-            parts = []
-            for start in range(0, layer.in_size, 256):
-                stop = min(start + 256, layer.in_size)
-                basis = torch.zeros(stop - start, layer.in_size, dtype=params[0].dtype)
-                basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-                jac = apply_synapse(layer.synapse, basis.reshape(-1, *layer.in_shape), bias=False).flatten(1)
-                fan = ptr[start + 1 : stop + 1] - ptr[start:stop]
-                rows = torch.repeat_interleave(torch.arange(stop - start), fan)
-                parts.append(jac[rows, targets[ptr[start] : ptr[stop]]])
-            weights = torch.cat(parts)
+        linear = _linear_of(layer)
+        weights = (
+            linear.weight.t().reshape(-1).clone() if linear is not None else _csr_weights(network, index)
+        )
     result = (ptr, targets, weights, dense)
     cache[index] = (stamp, result)
     return result
@@ -66,7 +61,7 @@ def synapse_csr(network: Network, index: int) -> tuple[torch.Tensor, torch.Tenso
 
 def _cached(network: Network, key, tensors, dtype: torch.dtype, build):
     """``build()``, cached on the network until one of ``tensors`` changes (or ``dtype`` differs)."""
-    stamp = (dtype, tuple((id(t), t._version) for t in tensors))
+    stamp = (dtype, tuple((id(t), t._version, t.device) for t in tensors))
     cache = network.__dict__.setdefault("_kernel_cache", {})
     hit = cache.get(key)
     if hit is not None and hit[0] == stamp:
@@ -105,47 +100,71 @@ def _structure_arrays(network: Network) -> dict:
     return _cached(network, "structure", (), None, build)
 
 
+def _neuron_tensors(network: Network, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-neuron decay and threshold of the whole network, layer-major, on the network's device."""
+    beta, thr = [], []
+    with torch.no_grad():
+        for layer in network.layers:
+            p = layer.population.parameters_()
+            beta.append(torch.broadcast_to(p.beta, layer.shape).reshape(-1))
+            thr.append(torch.broadcast_to(p.threshold, layer.shape).reshape(-1))
+    return torch.cat(beta).to(dtype), torch.cat(thr).to(dtype)
+
+
+def _synapse_tensors(network: Network, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-neuron bias currents and the CSR weights of all blocks, on the network's device."""
+    bias, w = [], []
+    with torch.no_grad():
+        for i, layer in enumerate(network.layers):
+            param = next(layer.synapse.parameters(), None)
+            param = next(network.parameters()) if param is None else param  # pooling: the network's
+            zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype, device=param.device)
+            bias.append(apply_synapse(layer.synapse, zero).reshape(-1))
+            w.append(synapse_csr(network, i)[2])
+    return torch.cat(bias).to(dtype), torch.cat(w).to(dtype)
+
+
+def _population_tensors(network: Network) -> list[torch.Tensor]:
+    return [
+        t for layer in network.layers for t in (*layer.population.parameters(), *layer.population.buffers())
+    ]
+
+
+def _synapse_block_tensors(network: Network) -> list[torch.Tensor]:
+    return [t for layer in network.layers for t in (*layer.synapse.parameters(), *layer.synapse.buffers())]
+
+
+def _reset_zero(network: Network) -> np.ndarray:
+    return np.array(
+        [layer.population.parameters_().reset == "zero" for layer in network.layers], dtype=np.bool_
+    )
+
+
 def _neuron_arrays(network: Network, dtype: torch.dtype) -> dict:
     """Per-neuron decay and threshold (in ``dtype`` and in float64) and per-layer reset modes; cached until
     a population's tensor changes."""
-    populations = [layer.population for layer in network.layers]
-    tensors = [t for p in populations for t in (*p.parameters(), *p.buffers())]
 
     def build() -> dict:
         np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        beta, thr = [], []
-        with torch.no_grad():
-            for layer in network.layers:
-                p = layer.population.parameters_()
-                beta.append(torch.broadcast_to(p.beta, layer.shape).reshape(-1))
-                thr.append(torch.broadcast_to(p.threshold, layer.shape).reshape(-1))
-        beta_np = torch.cat(beta).to(dtype).numpy().astype(np_dtype)
-        thr_np = torch.cat(thr).to(dtype).numpy().astype(np_dtype)
+        beta, thr = (t.cpu().numpy().astype(np_dtype) for t in _neuron_tensors(network, dtype))
         return dict(
-            np_dtype=np_dtype, beta=beta_np, thr=thr_np,
-            beta64=beta_np.astype(np.float64), thr64=thr_np.astype(np.float64),
-            reset_zero=np.array([p.parameters_().reset == "zero" for p in populations], dtype=np.bool_),
+            np_dtype=np_dtype, beta=beta, thr=thr,
+            beta64=beta.astype(np.float64), thr64=thr.astype(np.float64),
+            reset_zero=_reset_zero(network),
         )  # fmt: skip
 
-    return _cached(network, ("neurons", dtype), tensors, dtype, build)
+    return _cached(network, ("neurons", dtype), _population_tensors(network), dtype, build)
 
 
 def _synapse_arrays(network: Network, dtype: torch.dtype) -> dict:
     """CSR weights and per-neuron bias currents of all blocks; cached until a synapse's tensor changes."""
-    tensors = [t for layer in network.layers for t in (*layer.synapse.parameters(), *layer.synapse.buffers())]
 
     def build() -> dict:
         np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        bias, w = [], []
-        with torch.no_grad():
-            for i, layer in enumerate(network.layers):
-                param = next(layer.synapse.parameters(), None)
-                zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype if param is not None else dtype)
-                bias.append(apply_synapse(layer.synapse, zero).reshape(-1))
-                w.append(synapse_csr(network, i)[2])
-        return {k: torch.cat(v).to(dtype).numpy().astype(np_dtype) for k, v in (("bias", bias), ("w", w))}
+        bias, w = (t.cpu().numpy().astype(np_dtype) for t in _synapse_tensors(network, dtype))
+        return {"bias": bias, "w": w}
 
-    return _cached(network, ("synapses", dtype), tensors, dtype, build)
+    return _cached(network, ("synapses", dtype), _synapse_block_tensors(network), dtype, build)
 
 
 def _network_arrays(network: Network, dtype: torch.dtype) -> dict:
@@ -395,16 +414,18 @@ def _csr_weights(network: Network, index: int) -> torch.Tensor:
     parameters (read off the Jacobian columns at the wired targets)."""
     layer = network.layers[index]
     ptr, targets = network.connectivity(index)
-    dtype = next(layer.synapse.parameters()).dtype
+    # a parameter-free block (pooling) takes the network's dtype and device
+    param = next(layer.synapse.parameters(), None)
+    param = next(network.parameters()) if param is None else param
     parts = []
     for start in range(0, layer.in_size, 256):
         stop = min(start + 256, layer.in_size)
-        basis = torch.zeros(stop - start, layer.in_size, dtype=dtype)
+        basis = torch.zeros(stop - start, layer.in_size, dtype=param.dtype, device=param.device)
         basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
         jac = apply_synapse(layer.synapse, basis.reshape(-1, *layer.in_shape), bias=False).flatten(1)
         fan = ptr[start + 1 : stop + 1] - ptr[start:stop]
         rows = torch.repeat_interleave(torch.arange(stop - start), fan)
-        parts.append(jac[rows, targets[ptr[start] : ptr[stop]]])
+        parts.append(jac[rows.to(jac.device), targets[ptr[start] : ptr[stop]].to(jac.device)])
     return torch.cat(parts)
 
 
@@ -427,3 +448,128 @@ def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None
             params += [_csr_weights(network, i), apply_synapse(layer.synapse, zero).reshape(-1)]
     out = _AsyncTrain.apply(job, *params)
     return out, job
+
+
+# ----- CUDA (Triton) ----------------------------------------------------------------------------------------
+
+
+def _pow2(n: int, least: int = 1) -> int:
+    return max(least, 1 << max(0, int(n) - 1).bit_length())
+
+
+def triton_blockers(network: Network, cfg, dtype: torch.dtype) -> list[str]:
+    """Why the CUDA kernel cannot run this (empty: it can)."""
+    from asyncsnn.engines.kernels.triton_cuda import MAX_LAYER, MAX_QUEUE
+
+    a = _structure_arrays(network)
+    n_queue = int(a["src_off"][-1]) - (int(a["src_off"][1]) if cfg.input_mode == "prioritized" else 0)
+    reasons = [
+        (not triton_available(), "Triton is not installed"),
+        (dtype not in (torch.float32, torch.float64), f"float32 and float64 only, not {dtype}"),
+        (max(int(n) for n in a["sizes"]) > MAX_LAYER, f"populations of at most {MAX_LAYER} neurons"),
+        (n_queue > MAX_QUEUE, f"queues of at most {MAX_QUEUE} sources"),
+    ]
+    return [why for cond, why in reasons if cond]
+
+
+def _device_structure(network: Network, device: torch.device) -> dict:
+    """:func:`_structure_arrays` as tensors on ``device``, and the largest fan-out."""
+
+    def build() -> dict:
+        a = _structure_arrays(network)
+        put = lambda v, dt: torch.as_tensor(np.asarray(v), dtype=dt, device=device)  # noqa: E731
+        fan_per_src = np.diff(a["ptr"])
+        return dict(
+            neu_off=put(a["neu_off"], torch.int64), src_off=put(a["src_off"], torch.int64),
+            dense_src=put(a["dense_src"], torch.int8),
+            reset_zero=put(_reset_zero(network), torch.int8),
+            ptr=put(a["ptr"], torch.int64), tgt=put(a["tgt"], torch.int64), fan=put(a["fan"], torch.float64),
+            max_fan=int(fan_per_src.max()) if len(fan_per_src) else 1,
+        )  # fmt: skip
+
+    return _cached(network, ("structure", str(device)), (), None, build)
+
+
+def _device_events(x, device: torch.device):
+    """Input events as CSR tensors on ``device``: ``(ptr, channel, count)`` (see :class:`SparseFrames`)."""
+    from asyncsnn.engines.events import SparseFrames
+
+    if isinstance(x, SparseFrames):
+        put = lambda v, dt: torch.as_tensor(v, dtype=dt).to(device)  # noqa: E731
+        return put(x.ptr, torch.int64), put(x.channel, torch.int64), put(x.count, x.dtype)
+    T, B = x.shape[:2]
+    flat = x.detach().reshape(T, B, -1).transpose(0, 1)  # [B, T, n_in]
+    b, t, i = flat.nonzero(as_tuple=True)  # lexicographic: sample, frame, channel
+    ptr = torch.zeros(B * T + 1, dtype=torch.int64, device=device)
+    ptr[1:] = torch.bincount(b * T + t, minlength=B * T).cumsum(0)
+    return ptr, i.to(torch.int64), flat[b, t, i]
+
+
+def run_triton(network: Network, x, cfg, state, labels, sample_offset: int = 0):
+    """Inference through the CUDA kernel; ``x`` is a dense ``[T, B, ...]`` CUDA tensor or
+    :class:`~asyncsnn.engines.events.SparseFrames`. Returns what :func:`run_numba` returns, as tensors on the
+    network's device."""
+    from asyncsnn.engines.events import SparseFrames
+    from asyncsnn.engines.kernels import triton_cuda as tk
+
+    sparse = isinstance(x, SparseFrames)
+    T, B = (x.num_steps, x.batch_size) if sparse else x.shape[:2]
+    dtype = x.dtype
+    device = next(network.parameters()).device
+    s = _device_structure(network, device)
+    a = _structure_arrays(network)
+    beta, thr = _cached(network, ("neurons", dtype, "dev"), _population_tensors(network), dtype,
+                        lambda: _neuron_tensors(network, dtype))  # fmt: skip
+    bias, w = _cached(network, ("synapses", dtype, "dev"), _synapse_block_tensors(network), dtype,
+                      lambda: _synapse_tensors(network, dtype))  # fmt: skip
+    ev_ptr, ev_idx, ev_amp = _device_events(x, device)
+    L, N = int(a["L"]), int(a["neu_off"][-1])
+    n_src, n_in, n_out = int(a["src_off"][-1]), int(a["src_off"][1]), int(a["sizes"][-1])
+    q_lo = n_in if cfg.input_mode == "prioritized" else 0
+    n_queue = n_src - q_lo
+    block_n = _pow2(max(int(n) for n in a["sizes"]), 16)
+    block_f = _pow2(min(cfg.group_size, max(n_queue, 1)), 2)
+    if state is None:
+        v = torch.zeros(B, N, dtype=dtype, device=device)
+    else:
+        v = (
+            torch.cat([st.v.reshape(B, -1) for st in state], 1)
+            .detach()
+            .to(device=device, dtype=dtype)
+            .clone()
+        )
+    lab = (labels if labels is not None else torch.full((B,), -1)).to(device=device, dtype=torch.int64)
+    out = torch.zeros(T, B, n_out, dtype=dtype, device=device)
+    spikes = torch.zeros(B, L, dtype=torch.float64, device=device)
+    synops = torch.zeros(B, L, dtype=torch.float64, device=device)
+    input_events = torch.zeros(B, dtype=torch.float64, device=device)
+    rec = torch.zeros(B, tk.N_REC, dtype=torch.float64, device=device)
+    scratch = dict(
+        refr=torch.zeros(B, N, dtype=torch.int8, device=device),
+        cnt=torch.zeros(B, N, dtype=dtype, device=device),
+        cur=torch.zeros(B, N, dtype=dtype, device=device),
+        hit=torch.zeros(B, N, dtype=torch.int8, device=device),
+        pamp=torch.zeros(B, max(n_src, 1), dtype=dtype, device=device),
+        pkey=torch.zeros(B, max(n_src, 1), dtype=torch.float64, device=device),
+        selg=torch.zeros(B, block_f, dtype=torch.int64, device=device),
+        sela=torch.zeros(B, block_f, dtype=dtype, device=device),
+    )  # fmt: skip
+    consts = torch.tensor([1e-12], dtype=torch.float64, device=device)
+    tk.async_kernel[(B,)](
+        s["neu_off"], s["src_off"], s["dense_src"], s["reset_zero"], beta, thr, bias,
+        s["ptr"], s["tgt"], w, s["fan"], consts,
+        ev_ptr, ev_idx, ev_amp.to(dtype), lab,
+        out, v, spikes, synops, input_events, rec,
+        scratch["refr"], scratch["cnt"], scratch["cur"], scratch["hit"], scratch["pamp"], scratch["pkey"],
+        scratch["selg"], scratch["sela"],
+        T, B, L, N, n_src, q_lo, n_out, cfg.group_size, cfg.seed, int(sample_offset),
+        int(cfg.input_mode == "prioritized"), int(cfg.refractory), int(cfg.refractory_current == "hold"),
+        float(cfg.sync_threshold), -1 if cfg.max_steps is None else cfg.max_steps,
+        -1 if cfg.stop_after_output is None else cfg.stop_after_output, int(cfg.carry_over),
+        SCHED=scheduler_id(cfg.scheduler_instance), BLOCK_N=block_n, BLOCK_Q=_pow2(n_queue, 16),
+        BLOCK_F=block_f, BLOCK_L=_pow2(L, 2), EV_CHUNK=max(1, min(32, 8192 // block_n)),
+        FAN_BLOCK=_pow2(s["max_fan"], 16), num_warps=tk.NUM_WARPS or (8 if block_n >= 1024 else 4),
+    )  # fmt: skip
+    rec[:, 1:6] = torch.where(rec[:, 1:6] < 0, torch.full_like(rec[:, 1:6], float("nan")), rec[:, 1:6])
+    v_list = [v[:, int(a["neu_off"][i]) : int(a["neu_off"][i + 1])] for i in range(L)]
+    return out, spikes, synops, input_events, rec, v_list
