@@ -40,6 +40,7 @@ against, not the fast path.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass, field
 
@@ -107,6 +108,7 @@ def run(
     *,
     labels: torch.Tensor | None = None,
     record_queue: bool = False,
+    record_spikes: bool = False,
     backend: str = "auto",
     sample_offset: int = 0,
 ) -> RunResult:
@@ -116,10 +118,15 @@ def run(
     ``labels`` ``[B]`` enables the "first correct output spike" records. ``state`` (one :class:`LIFState` per
     population, from either engine) sets the initial membranes; events pending at the end are not carried.
 
+    ``record_spikes``: also return, in :attr:`RunResult.spike_trains`, the spikes every population emitted
+    in each frame: per population ``[T, B, *shape]`` counts (the run's dtype, no gradient). The output
+    population's train equals ``output``; a hidden population's, summed over frames and neurons, equals
+    ``records.spikes``. Recorded by the reference and the numba inference kernel only.
+
     ``backend``: ``"reference"`` (this module, differentiable), ``"numba"`` (compiled CPU kernels),
     ``"triton"`` (CUDA kernel, inference only) or ``"auto"``: on CPU numba when it is installed, on CUDA
-    Triton when the run needs no gradient; either only with a built-in scheduler and no queue trace; the
-    reference otherwise.
+    Triton when the run needs no gradient; either only with a built-in scheduler, no queue trace and (Triton,
+    or numba with a gradient) no spike trains; the reference otherwise.
 
     ``sample_offset`` (a non-negative int): sample ``b`` of the batch draws its random numbers (``random``
     scheduler keys, the ``momentum`` tie-break noise, refractory dropout) as sample ``sample_offset + b``. A
@@ -141,16 +148,16 @@ def run(
                 f"events have frame shape {x.frame_shape}, the network expects {network.input_shape}"
             )
         like = torch.empty(0, dtype=x.dtype, device=_device_of(network))
-        chosen = _choose_backend(network, like, config, record_queue, backend, state)
+        chosen = _choose_backend(network, like, config, record_queue, backend, state, record_spikes)
         if chosen == "triton":
             return _run_triton(network, x, config, state, labels, sample_offset)
         if chosen == "numba-train":
             return _run_numba_train(network, x, config, labels, sample_offset)
         if chosen == "numba":
-            return _run_numba(network, x, config, state, labels, sample_offset)
+            return _run_numba(network, x, config, state, labels, sample_offset, record_spikes=record_spikes)
         x = x.to_dense()
     check_input(network, x)
-    chosen = _choose_backend(network, x, config, record_queue, backend, state)
+    chosen = _choose_backend(network, x, config, record_queue, backend, state, record_spikes)
     if chosen == "numba-train":
         if (x < 0).any():
             raise ValueError("asynchronous input must be non-negative event counts")
@@ -158,9 +165,10 @@ def run(
     if chosen in ("numba", "triton"):
         if (x < 0).any():
             raise ValueError("asynchronous input must be non-negative event counts")
-        run_kernel = _run_numba if chosen == "numba" else _run_triton
-        return run_kernel(network, x, config, state, labels, sample_offset)
-    return _Runner(network, x, config, labels, record_queue, sample_offset).run(state)
+        if chosen == "triton":
+            return _run_triton(network, x, config, state, labels, sample_offset)
+        return _run_numba(network, x, config, state, labels, sample_offset, record_spikes=record_spikes)
+    return _Runner(network, x, config, labels, record_queue, sample_offset, record_spikes).run(state)
 
 
 BACKENDS = ("auto", "reference", "numba", "triton")
@@ -171,7 +179,7 @@ def _device_of(network: Network) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def _choose_backend(network, x, config, record_queue, backend, state=None) -> str:
+def _choose_backend(network, x, config, record_queue, backend, state=None, record_spikes=False) -> str:
     from asyncsnn.engines.kernels import numba_available, numba_trainable, scheduler_id, triton_blockers
 
     if backend not in BACKENDS:
@@ -185,6 +193,7 @@ def _choose_backend(network, x, config, record_queue, backend, state=None) -> st
             (x.device.type != "cuda", "the Triton kernel runs on CUDA tensors"),
             (needs_grad or dropout, "the Triton kernel is inference only (training runs on the reference)"),
             (record_queue, "record_queue is only recorded by the reference"),
+            (record_spikes, "record_spikes is only recorded by the reference and the numba inference kernel"),
             (scheduler_id(config.scheduler_instance) is None, "custom schedulers run on the reference"),
             (not all(isinstance(layer.population, LIF) for layer in network.layers), "LIF populations only"),
         ]
@@ -212,6 +221,9 @@ def _choose_backend(network, x, config, record_queue, backend, state=None) -> st
         )
         reasons.append((x.requires_grad, "gradients with respect to the input need the reference"))
         reasons.append((state is not None, "training from a given state needs the reference"))
+        reasons.append(
+            (record_spikes, "record_spikes is not recorded by the compiled training path (only inference)")
+        )
     else:
         reasons.append((dropout, "refractory dropout is a training feature"))
     blocked = [why for cond, why in reasons if cond]
@@ -259,16 +271,21 @@ def _records_from_kernel(spikes, synops, input_events, rec, dtype) -> AsyncRecor
     )
 
 
-def _run_numba(network, x, config, state, labels, sample_offset=0, kernel=None) -> RunResult:
+def _run_numba(
+    network, x, config, state, labels, sample_offset=0, kernel=None, record_spikes=False
+) -> RunResult:
     from asyncsnn.engines.kernels import run_numba
 
-    out, spikes, synops, input_events, rec, v_list = (kernel or run_numba)(
+    kernel = kernel or functools.partial(run_numba, record_spikes=record_spikes)
+    out, spikes, synops, input_events, rec, v_list, trains = kernel(
         network, x, config, state, labels, sample_offset
     )
-    dtype, B = x.dtype, x.batch_size if isinstance(x, SparseFrames) else x.shape[1]
+    dtype, T, B = x.dtype, *((x.num_steps, x.batch_size) if isinstance(x, SparseFrames) else x.shape[:2])
     records = _records_from_kernel(spikes, synops, input_events, rec, dtype)
     state = [LIFState(v.reshape(B, *layer.shape)) for v, layer in zip(v_list, network.layers)]
-    return RunResult(out.to(dtype), records, state)
+    if trains is not None:
+        trains = [f.reshape(T, B, *layer.shape).to(dtype) for f, layer in zip(trains, network.layers)]
+    return RunResult(out.to(dtype), records, state, trains)
 
 
 def _run_triton(network, x, config, state, labels, sample_offset=0) -> RunResult:
@@ -279,7 +296,14 @@ def _run_triton(network, x, config, state, labels, sample_offset=0) -> RunResult
 
 class _Runner:
     def __init__(
-        self, network, x, cfg: AsyncConfig, labels, record_queue: bool, sample_offset: int = 0
+        self,
+        network,
+        x,
+        cfg: AsyncConfig,
+        labels,
+        record_queue: bool,
+        sample_offset: int = 0,
+        record_spikes: bool = False,
     ) -> None:
         for layer in network.layers:
             if not isinstance(layer.population, LIF):
@@ -295,6 +319,7 @@ class _Runner:
         self.L = len(self.layers)
         self.labels = labels
         self.record_queue = record_queue
+        self.record_spikes = record_spikes
         self.sched = cfg.scheduler_instance
         dev = x.device
         self.sample_index = torch.arange(self.B, device=dev).unsqueeze(1) + sample_offset  # ids in the keys
@@ -361,6 +386,7 @@ class _Runner:
         self.emitted, self.delivered, self.dropped = zeros.clone(), zeros.clone(), zeros.clone()
         self.decision = torch.full((B,), NEVER, dtype=torch.float64, device=dev)
         self.queue_trace: list[torch.Tensor] = []
+        self.trains: list[list[torch.Tensor]] = [[] for _ in range(L)]  # per population, per frame: [B, n]
         outputs = []
         for t in range(self.T):
             outputs.append(self._frame(self.x[t].reshape(B, -1)))
@@ -384,7 +410,13 @@ class _Runner:
             queue_trace=self.queue_trace if self.record_queue else None,
         )
         state = [LIFState(v.reshape(B, *layer.shape)) for v, layer in zip(self.v, self.layers)]
-        return RunResult(torch.stack(outputs), records, state)
+        trains = None
+        if self.record_spikes:
+            trains = [
+                torch.stack(frames).reshape(self.T, B, *layer.shape)
+                for frames, layer in zip(self.trains, self.layers)
+            ]
+        return RunResult(torch.stack(outputs), records, state, trains)
 
     def _frame(self, x_t: torch.Tensor) -> torch.Tensor:
         B, cfg = self.B, self.cfg
@@ -397,6 +429,7 @@ class _Runner:
         self.counts = [torch.zeros_like(v) for v in self.v]
         self.out_frame = torch.zeros_like(self.v[-1])
         self.out_fired = torch.zeros_like(self.refractory[-1])
+        self.frame_spikes = [torch.zeros_like(v) for v in self.v]
         act = running.unsqueeze(1).to(x_t.dtype)
         for i, layer in enumerate(self.layers):  # leak + bias, only for running samples
             zero = torch.zeros(1, *layer.in_shape, dtype=x_t.dtype, device=dev)
@@ -432,6 +465,9 @@ class _Runner:
             if self.record_queue:
                 self.queue_trace.append(sum(s.pending.sum(1) for s in self.sources))
             self._check_stops(running)
+        if self.record_spikes:
+            for i, frame in enumerate(self.frame_spikes):
+                self.trains[i].append(frame)
         return self.out_frame + torch.where(self.silent[-1] & ~self.out_fired, self.silent_val[-1], 0.0)
 
     # ----- queue ---------------------------------------------------------------------------------------
@@ -528,6 +564,7 @@ class _Runner:
             self.v[i] = u * (1 - r) if p.reset == "zero" else u - thr * r
             self.refractory[i] = self.refractory[i] | fired
             self.spikes[i] += fired.sum(1).to(self.spikes[i].dtype)
+            self.frame_spikes[i] += fired.to(self.frame_spikes[i].dtype)
             if i == self.L - 1:
                 self._output_spikes(fired, s_fired)
             else:

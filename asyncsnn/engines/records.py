@@ -37,8 +37,18 @@ class Records:
 
 @dataclass
 class RunResult:
-    """Output of an engine run: ``output`` ``[T, B, n_out]`` (spikes, or membrane for an LI readout)."""
+    """Output of an engine run.
+
+    Attributes:
+        output: ``[T, B, n_out]`` output spikes per frame (or the membrane, for an LI readout).
+        records: per-sample :class:`Records`.
+        state: per population, its final state (continues a later run).
+        spike_trains: per population, ``[T, B, *shape]`` spikes it emitted in each frame (counts per neuron,
+            the run's dtype, no gradient), when requested (``async_.run(..., record_spikes=True)``); summed
+            over frames and neurons, population ``i``'s train is ``records.spikes[i]``.
+    """
 
     output: torch.Tensor
     records: Records
     state: list | None = None
+    spike_trains: list[torch.Tensor] | None = field(default=None, repr=False)

@@ -23,12 +23,26 @@ what the real modules saw: each population's spike trains ``[T * B, *shape]``, a
 rerun (without gradient) on its presynaptic activity (the input for the first block, the previous
 population's spikes for the others), through the probes.
 
-Engines: ``engine="sync"`` (:func:`asyncsnn.engines.sync.run`'s fused computation) works with every
-NeuroBench metric. ``engine="async"`` (:func:`asyncsnn.engines.async_.run` with ``async_config``) gives
-predictions, so accuracy and the static metrics work, but it records only per-sample spike counts, not the
-per-frame spike trains of hidden populations that the hooks need: once NeuroBench has registered hooks
-(any hook-based workload metric), calling the model raises ``NotImplementedError``. The asynchronous
-engine's own SynOps and spike counts are in :attr:`AsyncSNNModel.last_result` after each call.
+Engines: both work with every NeuroBench metric. ``engine="sync"`` runs
+:func:`asyncsnn.engines.sync.population_outputs` (the fused layer-synchronous computation).
+``engine="async"`` runs :func:`asyncsnn.engines.async_.run` with ``async_config``; once NeuroBench has
+registered hooks it runs with ``record_spikes=True`` and feeds the probes the spikes each population actually
+emitted in each frame (:attr:`RunResult.spike_trains`, counts per neuron and frame). So, for the async engine:
+
+- ``ActivationSparsity`` = 1 - (neuron-frames with a spike) / (neurons x frames x samples); with
+  ``refractory=True`` (the default: at most one spike per neuron and frame) the numerator is the number of
+  spikes emitted, ``records.spikes``.
+- ``SynapticOperations`` reruns each block on its presynaptic activity of each frame (the input frame, the
+  previous population's spike counts): the operations of delivering every event that was emitted. Where
+  NeuroBench and the sync engine's SynOps agree (0/1 values, no zero weight, one Linear / Conv2d per block),
+  its ``Effective_ACs`` equal the async engine's own SynOps (:attr:`AsyncSNNModel.last_result`, delivered
+  events x fan-out) whenever the engine delivers every event it was given or emitted. They differ
+  where the engine does not deliver what it was given or emitted: events dropped at a ``max_steps``
+  limit or a ``stop_after_output`` stop, events carried over and still pending at the end, and the input
+  frames of a sample that has stopped (``stop_after_output``) or that ``max_steps`` cut off
+  (``input_mode="scheduled"``) are counted by NeuroBench, not by the engine. With ``refractory=False`` a
+  neuron that fires k > 1 times in a frame is one nonzero value to NeuroBench (its block's operations then
+  count as MACs, once per weight) and k events to the engine.
 
 SpikingGamma networks are not supported (their synapses read bucket values, not spikes).
 """
@@ -103,7 +117,8 @@ class AsyncSNNModel(_Base):
 
     Args:
         network: a LIF / LI network (not SpikingGamma).
-        engine: ``"sync"`` (layer-synchronous; every NeuroBench metric) or ``"async"`` (predictions only).
+        engine: ``"sync"`` (layer-synchronous) or ``"async"`` (the asynchronous engine); both give every
+            NeuroBench metric.
         async_config: :class:`AsyncConfig` for ``engine="async"`` (default ``AsyncConfig()``).
         batch_first: data arrive ``[B, T, ...]`` (NeuroBench's convention); False: ``[T, B, ...]``.
     """
@@ -141,7 +156,8 @@ class AsyncSNNModel(_Base):
         }
         #: time-first output ``[T, B, n_out]`` of the last call
         self.last_output: torch.Tensor | None = None
-        #: every population's output ``[T, B, *shape]`` of the last call (``engine="sync"`` only)
+        #: every population's output ``[T, B, *shape]`` of the last call (``engine="sync"``; with
+        #: ``engine="async"`` its spike trains, recorded only while NeuroBench hooks are registered)
         self.last_populations: list[torch.Tensor] | None = None
         #: the asynchronous engine's :class:`RunResult` of the last call (``engine="async"`` only)
         self.last_result: RunResult | None = None
@@ -158,17 +174,14 @@ class AsyncSNNModel(_Base):
                 if self._hooked():
                     self._feed_probes(x, populations)
             else:
-                if self._hooked():
-                    raise NotImplementedError(
-                        "NeuroBench's hook-based metrics (SynapticOperations, ActivationSparsity, ...) need "
-                        "per-frame spike trains of every population, which the asynchronous engine does not "
-                        "record; use engine='sync' for them, or AsyncSNNModel.last_result for the "
-                        "asynchronous engine's own SynOps and spike counts"
-                    )
                 from asyncsnn.engines import async_
 
-                self.last_result = async_.run(self.net, x, self.async_config)
+                hooked = self._hooked()  # the probes need the per-frame spike trains
+                self.last_result = async_.run(self.net, x, self.async_config, record_spikes=hooked)
                 self.last_output = self.last_result.output
+                self.last_populations = self.last_result.spike_trains
+                if hooked:
+                    self._feed_probes(x, self.last_populations)
         return predict(self.last_output, self.readout)
 
     def __net__(self) -> Network:

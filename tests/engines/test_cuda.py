@@ -77,6 +77,21 @@ def test_auto_backend_picks_triton_on_cuda_and_the_reference_for_gradients():
     cases.assert_same_run(slow, fast)
 
 
+def test_spike_trains_on_cuda_run_on_the_reference_and_the_triton_kernel_refuses_them():
+    gpu = cases.deep_net().cuda()
+    x = cases.counts((40,), 3)
+    cfg = AsyncConfig(group_size=2, scheduler="momentum")
+    with torch.no_grad():
+        assert async_._choose_backend(gpu, x.cuda(), cfg, False, "auto", None, True) == "reference"
+        a = async_.run(cases.deep_net(), x, cfg, backend="reference", record_spikes=True)
+        b = async_.run(gpu, x.cuda(), cfg, record_spikes=True)
+        with pytest.raises(ValueError, match="record_spikes"):
+            async_.run(gpu, x.cuda(), cfg, backend="triton", record_spikes=True)
+        assert async_.run(gpu, x.cuda(), cfg, backend="triton").spike_trains is None
+    for p, q in zip(a.spike_trains, b.spike_trains):
+        assert q.is_cuda and torch.equal(p, q.cpu())
+
+
 def test_triton_kernel_takes_event_lists_a_start_state_and_a_sample_offset():
     from asyncsnn.engines.events import SparseFrames
 

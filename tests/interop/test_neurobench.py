@@ -245,18 +245,78 @@ def test_neurobench_counts_where_definitions_differ(nb):
 
 
 def test_neurobench_async_engine(nb):
-    """Accuracy works on the asynchronous engine; hook-based metrics raise a clear error."""
-    from neurobench.metrics.workload import ClassificationAccuracy, SynapticOperations
+    """Accuracy on the asynchronous engine equals asyncsnn's; hooks record nothing when not registered."""
+    from neurobench.metrics.workload import ClassificationAccuracy
 
     net = dense_net()
     x = spikes_in(net.input_shape)
     labels = torch.arange(B) % 4
     cfg = AsyncConfig(scheduler="layer", group_size=16)
-    out = run_benchmark(AsyncSNNModel(net, "async", cfg), x, labels, [ClassificationAccuracy])
+    model = AsyncSNNModel(net, "async", cfg)
+    out = run_benchmark(model, x, labels, [ClassificationAccuracy])
     expected = (predict(async_.run(net, x, cfg).output) == labels).double().mean()
     assert out["ClassificationAccuracy"] == pytest.approx(float(expected))
-    with pytest.raises(NotImplementedError, match="engine='sync'"):
-        run_benchmark(AsyncSNNModel(net, "async", cfg), x, labels, [SynapticOperations])
+    assert model.last_result.spike_trains is None  # no hook-based metric: no spike trains recorded
+
+
+@pytest.mark.parametrize(
+    "kind, cfg",
+    [
+        ("dense", AsyncConfig(scheduler="layer", group_size=16)),
+        ("dense", AsyncConfig(scheduler="random", group_size=1)),
+        ("dense", AsyncConfig(scheduler="momentum", group_size=3, input_mode="scheduled")),
+        ("conv", AsyncConfig(scheduler="random", group_size=4)),
+    ],
+    ids=["dense-layer", "dense-random", "dense-momentum-scheduled", "conv-random"],
+)
+def test_neurobench_hook_metrics_on_the_async_engine_equal_its_records(nb, kind, cfg):
+    """Every emitted event is delivered (no stop rule): NeuroBench's effective ACs are the async engine's own
+    SynOps and its activation sparsity is 1 - the spikes it emitted / (neurons x frames x samples)."""
+    from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+
+    net = dense_net() if kind == "dense" else conv_net()
+    x = spikes_in(net.input_shape)
+    labels = torch.arange(B) % net.output_size
+    with torch.no_grad():
+        result = async_.run(net, x, cfg, record_spikes=True)
+    synops = float(result.records.total_synops.sum())
+    spikes = float(result.records.total_spikes.sum())
+    neuron_frames = T * B * sum(layer.size for layer in net.layers)
+    assert spikes > 0 and float(result.records.dropped_events.sum()) == 0
+
+    model = AsyncSNNModel(net, "async", cfg)
+    out = run_benchmark(model, x, labels, [SynapticOperations, ActivationSparsity], batch_size=B)
+    ops = out["SynapticOperations"]
+    assert ops["Effective_MACs"] == 0
+    assert ops["Effective_ACs"] == pytest.approx(synops / B, rel=1e-12)
+    assert out["ActivationSparsity"] == pytest.approx(1 - spikes / neuron_frames, rel=1e-12)
+    for a, b in zip(model.last_populations, result.spike_trains):  # what the probes were fed
+        assert torch.equal(a, b)
+    assert model.activation_hooks == [] and model.connection_hooks == []
+
+
+def test_neurobench_counts_events_the_async_engine_dropped(nb):
+    """NeuroBench reruns each block on every spike emitted, the engine counts only delivered events: spikes
+    dropped at ``max_steps`` cost their fan-out in NeuroBench's count only."""
+    from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+
+    net = dense_net()
+    x = spikes_in(net.input_shape)
+    cfg = AsyncConfig(scheduler="fifo", group_size=1, max_steps=2)
+    with torch.no_grad():
+        result = async_.run(net, x, cfg)
+    dropped = float(result.records.dropped_events.sum())
+    assert dropped > 0  # hidden spikes (fan-out 4 each); the prioritized input is always delivered
+    out = run_benchmark(
+        AsyncSNNModel(net, "async", cfg),
+        x,
+        torch.zeros(B, dtype=torch.long),
+        [SynapticOperations, ActivationSparsity],
+    )
+    synops = float(result.records.total_synops.sum())
+    assert out["SynapticOperations"]["Effective_ACs"] == pytest.approx((synops + 4 * dropped) / B, rel=1e-12)
+    spikes = float(result.records.total_spikes.sum())  # sparsity counts emitted spikes, dropped or not
+    assert out["ActivationSparsity"] == pytest.approx(1 - spikes / (T * B * 20), rel=1e-12)
 
 
 def test_neurobench_metrics_helper(nb):

@@ -173,10 +173,14 @@ def _network_arrays(network: Network, dtype: torch.dtype) -> dict:
     return {**_structure_arrays(network), **_neuron_arrays(network, dtype), **_synapse_arrays(network, dtype)}
 
 
-def run_numba(network: Network, x, cfg, state, labels, sample_offset: int = 0):
+def run_numba(
+    network: Network, x, cfg, state, labels, sample_offset: int = 0, *, record_spikes: bool = False
+):
     """Inference through the compiled kernel; ``x`` is a dense ``[T, B, ...]`` tensor or
     :class:`~asyncsnn.engines.events.SparseFrames`; sample ``b`` draws its random keys as sample
-    ``sample_offset + b``. Returns numpy outputs and records."""
+    ``sample_offset + b``. Returns ``(out, spikes, synops, input_events, rec, v_list, trains)``: the outputs
+    and records, the final membranes per population ``[B, n]``, and with ``record_spikes`` the spikes each
+    population emitted per frame ``[T, B, n]`` (None otherwise)."""
     from asyncsnn.engines.events import SparseFrames
     from asyncsnn.engines.kernels.numba_cpu import run_batch
 
@@ -196,6 +200,7 @@ def run_numba(network: Network, x, cfg, state, labels, sample_offset: int = 0):
     synops = np.zeros((B, L), dtype=np.float64)
     input_events = np.zeros(B, dtype=np.float64)
     rec = np.zeros((B, 10), dtype=np.float64)
+    spike_train = np.zeros((T, B, n_total) if record_spikes else (0, 0, 0), dtype=np_dtype)
     run_batch(
         T, B, L, a["neu_off"], a["src_off"], a["dense_src"],
         a["beta"], a["thr"], a["bias"], a["reset_zero"],
@@ -207,11 +212,15 @@ def run_numba(network: Network, x, cfg, state, labels, sample_offset: int = 0):
         float(cfg.sync_threshold),
         -1 if cfg.max_steps is None else cfg.max_steps,
         -1 if cfg.stop_after_output is None else cfg.stop_after_output, cfg.carry_over,
-        out, v_final, spikes, synops, input_events, rec,
+        out, v_final, spikes, synops, input_events, rec, spike_train,
     )  # fmt: skip
     vt = torch.from_numpy(v_final)
     v_list = [vt[:, a["neu_off"][i] : a["neu_off"][i + 1]] for i in range(L)]
-    return torch.from_numpy(out), spikes, synops, input_events, rec, v_list
+    trains = None
+    if record_spikes:
+        per_frame = torch.from_numpy(spike_train)
+        trains = [per_frame[:, :, a["neu_off"][i] : a["neu_off"][i + 1]] for i in range(L)]
+    return torch.from_numpy(out), spikes, synops, input_events, rec, v_list, trains
 
 
 def numba_trainable(network: Network) -> bool:
@@ -508,7 +517,7 @@ def _device_events(x, device: torch.device):
 def run_triton(network: Network, x, cfg, state, labels, sample_offset: int = 0):
     """Inference through the CUDA kernel; ``x`` is a dense ``[T, B, ...]`` CUDA tensor or
     :class:`~asyncsnn.engines.events.SparseFrames`. Returns what :func:`run_numba` returns, as tensors on the
-    network's device."""
+    network's device (no spike trains: the CUDA kernel does not record them)."""
     from asyncsnn.engines.events import SparseFrames
     from asyncsnn.engines.kernels import triton_cuda as tk
 
@@ -572,4 +581,4 @@ def run_triton(network: Network, x, cfg, state, labels, sample_offset: int = 0):
     )  # fmt: skip
     rec[:, 1:6] = torch.where(rec[:, 1:6] < 0, torch.full_like(rec[:, 1:6], float("nan")), rec[:, 1:6])
     v_list = [v[:, int(a["neu_off"][i]) : int(a["neu_off"][i + 1])] for i in range(L)]
-    return out, spikes, synops, input_events, rec, v_list
+    return out, spikes, synops, input_events, rec, v_list, None

@@ -126,7 +126,7 @@ def _run_sample(
     v_init, labels,
     group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over,
-    out, v_final, spikes, synops, input_events, rec,
+    out, v_final, spikes, synops, input_events, rec, spike_train,
 ):  # fmt: skip
     """One sample ``b`` (see :func:`run_batch`).
 
@@ -136,6 +136,7 @@ def _run_sample(
     stay out of the per-neuron loops: even inlined, such a call updates every array's reference count.
     """
     N = v_init.shape[1]
+    record = spike_train.shape[0] > 0  # an empty array: spike trains not requested
     n_src = src_off[n_layers]
     out_layer = n_layers - 1
     sample_id = sample_offset + b  # the sample's id in the random keys
@@ -268,6 +269,8 @@ def _run_sample(
                     v[j] = 0.0 if reset_zero[s] else u - thr[j]
                     refr[j] = True
                     spikes[b, s] += 1.0
+                    if record:
+                        spike_train[t, b, j] += 1.0
                     jj = j - base
                     if s == out_layer:
                         out[t, b, jj] += 1.0
@@ -298,9 +301,12 @@ def run_batch(
     v_init, labels,
     group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold, sync_threshold,
     max_steps, stop_after, carry_over,
-    out, v_final, spikes, synops, input_events, rec,
+    out, v_final, spikes, synops, input_events, rec, spike_train,
 ):  # fmt: skip
     """Run ``B`` samples; writes ``out`` ``[T, B, n_out]``, ``v_final`` ``[B, N]`` and the records.
+
+    ``spike_train`` ``[T, B, N]`` (zeros on entry), when not empty: the spikes every neuron emitted in each
+    frame. Pass a ``(0, 0, 0)`` array (same dtype as ``out``) to record nothing.
 
     ``rec[b]`` columns: micro_steps, first_output, first_correct, decision, spikes_before_output,
     spikes_before_correct, emitted, delivered, dropped, pending_at_end (NaN where never). Sample ``b`` draws
@@ -315,5 +321,5 @@ def run_batch(
             v_init, labels,
             group_size, sched_kind, seed, sample_offset, prioritized, refractory, hold, sync_threshold,
             max_steps, stop_after, carry_over,
-            out, v_final, spikes, synops, input_events, rec,
+            out, v_final, spikes, synops, input_events, rec, spike_train,
         )  # fmt: skip

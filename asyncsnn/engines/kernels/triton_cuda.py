@@ -164,6 +164,9 @@ def async_kernel(
     offs_q = tl.arange(0, BLOCK_Q)
     offs_f = tl.arange(0, BLOCK_F)
     offs_l = tl.arange(0, BLOCK_L)
+    # the flags as blocks: a scalar flag or-ed with a block makes a mask Triton's interpreter refuses
+    refractory_on = (offs_n * 0 + refractory) != 0
+    hold_on = (offs_n * 0 + hold) != 0
     zero64 = b64.to(tl.float64) * 0
     label = tl.load(labels + b)
     out_layer = L - 1
@@ -306,12 +309,12 @@ def async_kernel(
                             # integrate and evaluate (as in the reference)
                             v = tl.load(v_ptr + base + offs_n, mask=om, other=0)
                             refr = tl.load(refr_ptr + base + offs_n, mask=om, other=0) != 0
-                            held = (refractory != 0) & (hold != 0) & refr
+                            held = refractory_on & hold_on & refr
                             v = tl.where(reached & (held == 0), v + cur, v)
                             th = tl.load(thr + base + offs_n, mask=om, other=0)
                             fire = (
                                 reached
-                                & ((refractory == 0) | (refr == 0))
+                                & ((refractory_on == 0) | (refr == 0))
                                 & (cnt >= sync_threshold)
                                 & (v > th)
                             )
