@@ -221,3 +221,33 @@ def test_nmnist_reader_and_framing_match_tonic(nmnist_dir: Path) -> None:
     theirs = torch.from_numpy(np.asarray(to_frame(inside), dtype=np.float32))  # [T, P, H, W]
     ours = frame_events([inside], (34, 34, 2), 3, 300_000)[0]
     assert theirs.shape == ours.shape and torch.equal(theirs, ours)
+
+
+def _write_dvsgesture_split(root: Path, split: str) -> None:
+    folder = root / "DVSGesture" / split / "user02_led"
+    folder.mkdir(parents=True)
+    for label in (3, 7):
+        t = np.linspace(0, 5999, 40)
+        np.save(folder / f"{label}.npy", np.stack([t % 128, (t * 7) % 128, t % 2, t], 1).astype(np.int64))
+
+
+@pytest.mark.parametrize("dataset", ["shd", "dvsgesture"])
+def test_train_shd_and_dvsgesture_end_to_end(dataset: str, tmp_path: Path) -> None:
+    """``asyncsnn train --dataset shd|dvsgesture`` runs from files in the published layouts."""
+    data = tmp_path / "data"
+    if dataset == "shd":
+        for split in ("train", "test"):
+            times = [[0.01 * k for k in range(20)], [0.5, 0.6]]
+            _write_shd(data / "SHD" / f"shd_{split}.h5", times, [list(range(20)), [3, 4]], [2, 5])
+    else:
+        _write_dvsgesture_split(data, "ibmGestureTrain")
+        _write_dvsgesture_split(data, "ibmGestureTest")
+    out = tmp_path / "run"
+    args = ["train", "--dataset", dataset, "--data-dir", str(data), "--num-steps", "4"]
+    args += ["--architecture", "8", "--epochs", "1", "--batch-size", "2", "--no-progress", "--no-plots"]
+    args += ["--out", str(out)]
+    assert main(args) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["config"]["dataset"] == dataset and doc["epochs_completed"] == 1
+    assert 0.0 <= doc["test"]["accuracy"] <= 1.0
+    assert doc["test"]["spikes"] >= 0 and np.isfinite(doc["history"][0]["train"]["loss"])
