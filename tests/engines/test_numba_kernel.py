@@ -342,3 +342,69 @@ def test_sample_offset_runs_a_slice_as_in_its_batch_in_the_training_kernel():
     assert all(a.abs().max() > 0 for a in ga)
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _wide_input_case(input_mode: str):
+    """A network with 24 inputs and about 12 input events per frame: input deliveries big enough to gather."""
+    torch.manual_seed(7)
+    lif = lambda: LIF(tau=20.0, threshold=0.5)  # noqa: E731
+    net = Network(nn.Linear(24, 6), lif(), nn.Linear(6, 3), lif(), input_shape=(24,)).double()
+    g = torch.Generator().manual_seed(8)
+    x = torch.randint(1, 3, (7, 5, 24), generator=g).double()
+    x = x * (torch.rand(x.shape, generator=g) < 0.5)
+    cfg = AsyncConfig(group_size=8 if input_mode == "scheduled" else 1, input_mode=input_mode, seed=1)
+    w = torch.randn(7, 5, 3, generator=g, dtype=torch.float64)
+    return net, x, cfg, w
+
+
+@pytest.fixture
+def gathered_calls(monkeypatch):
+    """Counts the calls of the gathered input-weight gradient (``numba_train.add_gathered``)."""
+    from asyncsnn.engines.kernels import numba_train
+
+    calls = []
+    original = numba_train.add_gathered
+    monkeypatch.setattr(numba_train, "add_gathered", lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
+@pytest.mark.parametrize("input_mode", ["prioritized", "scheduled"])
+def test_gathered_input_weight_gradient_equals_the_plain_replay_and_the_reference(
+    input_mode, gathered_calls, monkeypatch
+):
+    """Input deliveries with many events have their weight gradient gathered per input channel: the gradients
+    equal the reference's, and those of the plain replay (gathering switched off) and of the fallback taken
+    when the gathered rows would need too much memory."""
+    from asyncsnn.engines import kernels
+
+    net, x, cfg, w = _wide_input_case(input_mode)
+    ref = async_.run(net, x, cfg, backend="reference")
+    expected = torch.autograd.grad((ref.output * w).sum(), list(net.parameters()))
+    assert all(e.abs().max() > 0 for e in expected)
+    runs = {}
+    for name, setting in (
+        ("gathered", {}),
+        ("plain", {"GATHER_MIN_EVENTS": kernels.NEVER}),
+        ("too big", {"GATHER_MAX_BYTES": 0}),
+    ):
+        with monkeypatch.context() as m:
+            for key, value in setting.items():
+                m.setattr(kernels, key, value)
+            before = len(gathered_calls)
+            runs[name] = (_compiled_grads(net, x, cfg, 2, w)[1], len(gathered_calls) - before)
+    assert runs["gathered"][1] > 0 and runs["plain"][1] == 0 and runs["too big"][1] == 0
+    for grads, _ in runs.values():
+        for a, b in zip(expected, grads):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_gathered_input_weight_gradient_does_not_depend_on_the_thread_count(gathered_calls, monkeypatch):
+    """With every input delivery gathered, the input weight's gradient is summed per channel in tape order,
+    whatever the number of threads: the same bits with 1, 2 and 3 threads."""
+    from asyncsnn.engines import kernels
+
+    monkeypatch.setattr(kernels, "GATHER_MIN_EVENTS", 1)
+    net, x, cfg, w = _wide_input_case("prioritized")
+    first = [_compiled_grads(net, x, cfg, threads, w)[1][0] for threads in (1, 2, 3)]
+    assert len(gathered_calls) == 1 + 2 + 3  # one call per thread and run
+    assert torch.equal(first[0], first[1]) and torch.equal(first[0], first[2])

@@ -357,20 +357,59 @@ class _TrainJob:
 
     def backward(self, g_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Replay the tapes: the gradients of the CSR weights and of the bias currents, one row per chunk."""
-        from asyncsnn.engines.kernels.numba_train import backward_chunk
+        from asyncsnn.engines.kernels.numba_train import add_gathered, backward_chunk
 
         a, n = self.a, self.n_chunks
         g_w = np.zeros((n, self.w.shape[0]), dtype=self.w.dtype)
         g_b = np.zeros((n, int(a["neu_off"][-1])))
+        g_min, slot_off, cptr, cslot, camp = self._gather_plan()
+        gather = np.empty((int(slot_off[-1]), int(a["neu_off"][1])), dtype=self.w.dtype)
         args = (
             *self.tape, self.lengths, g_out, a["neu_off"], a["beta64"], a["thr64"], a["reset_zero"],
             self.detach_reset, self.sg_kind, self.sg_scale, a["ptr"], a["tgt"], self.w, a["dense_src"],
         )  # fmt: skip
-        _in_threads(lambda k: backward_chunk(k, n, *args, g_w[k], g_b[k]), n)
+        _in_threads(lambda k: backward_chunk(k, n, *args, g_w[k], g_b[k], gather, slot_off, g_min), n)
+        if cslot.size:
+            _in_threads(lambda k: add_gathered(k, n, cptr, cslot, camp, gather, a["ptr"], g_w[0]), n)
         return g_w, g_b
+
+    def _gather_plan(self):
+        """The input deliveries whose weight gradient is gathered (see :mod:`.numba_train`): ``g_min`` (their
+        least number of events; ``NEVER`` if none is), ``slot_off`` (sample ``b``'s rows of the gather buffer
+        are ``slot_off[b] : slot_off[b + 1]``) and their events by input channel in tape order, ``cptr`` (CSR
+        over channels), ``cslot`` (the delivery's row) and ``camp`` (the event's amplitude). Built by
+        ``n_chunks`` threads over contiguous sample ranges, so it does not depend on their number."""
+        from asyncsnn.engines.kernels.numba_train import gather_count, gather_fill
+
+        ops, _, _, it_i, it_amp = self.tape[:5]
+        B, n = self.lengths.shape[0], self.n_chunks
+        cuts = [B * k // n for k in range(n + 1)]
+        n_slots = np.zeros(B, dtype=np.int64)
+        counts = np.zeros((n, int(self.a["src_off"][1])), dtype=np.int64)
+        lengths, n_first = self.lengths, int(self.a["neu_off"][1])
+        g_min = GATHER_MIN_EVENTS if self.a["dense_src"][0] else NEVER
+        if g_min < NEVER:
+            head = (ops, it_i, lengths, g_min, n_slots)
+            _in_threads(lambda k: gather_count(cuts[k], cuts[k + 1], *head, counts[k]), n)
+            if n_slots.sum() * n_first * self.w.itemsize > GATHER_MAX_BYTES:  # too many rows: plain replay
+                g_min, n_slots[:], counts[:] = NEVER, 0, 0
+        slot_off = np.concatenate(([0], np.cumsum(n_slots)))
+        per_channel = counts.sum(0)
+        cptr = np.concatenate(([0], np.cumsum(per_channel)))
+        fill = cptr[:-1] + np.cumsum(counts, 0) - counts  # where each range's events of a channel start
+        cslot = np.empty(int(cptr[-1]), dtype=np.int64)
+        camp = np.empty(int(cptr[-1]), dtype=it_amp.dtype)
+        if cslot.size:
+            args = (ops, it_i, it_amp, lengths, g_min, slot_off)
+            _in_threads(lambda k: gather_fill(cuts[k], cuts[k + 1], *args, fill[k], cslot, camp), n)
+        return g_min, slot_off, cptr, cslot, camp
 
 
 TAPE_SIZES = "_tape_sizes"  # network attribute: tape sizes for the next training step
+# input deliveries with at least this many events have their weight gradient gathered (see numba_train)
+GATHER_MIN_EVENTS = 4
+GATHER_MAX_BYTES = 256 * 2**20  # at most this much memory for the gathered adjoint rows
+NEVER = 2**62
 _pool: ThreadPoolExecutor | None = None  # worker threads, kept: starting threads at every pass costs time
 _pool_size = 0
 

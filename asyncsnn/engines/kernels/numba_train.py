@@ -18,6 +18,11 @@ Tape of sample ``b`` (arrays ``[B, capacity, ...]``, filled up to ``lengths[b]``
   blocks only: dense blocks list the whole target layer in order, or nothing when no target holds);
 - ``outs[b, q]``: (frame, output neuron, evaluation id) of each frame output value (R4).
 
+A dense input block's weight gradient is gathered: an input delivery with many events (prioritized input
+delivers a frame's events at once) keeps its adjoint row, and :func:`add_gathered` sums, per input channel,
+the rows of the deliveries that carried it (one write per gradient row instead of a read-modify-write of a
+random row per event; the sum is in tape order whatever the thread count).
+
 The chunk functions run one thread's share of the samples in one call (no Python per sample; they release
 the GIL). A tape never grows inside the kernel (reallocating arrays in the hot loop would cost reference
 counting on every delivery): a sample whose tape is full stops and reports it, and the caller reruns it with
@@ -473,6 +478,17 @@ def forward_chunk(
         )  # fmt: skip
 
 
+# The weight gradient of a dense input block, gathered. Adding ``amplitude x adjoint row`` to the weight row
+# of every input event (what the replay does for other blocks) reads and writes a random row of the gradient
+# per event; with many events per delivery (prioritized input: a frame's events in one delivery) it is
+# cheaper to keep each delivery's adjoint row once and sum, per input channel, the rows of the deliveries
+# that carried it: each gradient row is written once, and the sum does not depend on the thread count.
+@njit(cache=True, nogil=True, inline="always")
+def _gathered(op, o, g_min):
+    """Whether tape op ``o`` is a gathered delivery: from the input, with at least ``g_min`` items."""
+    return op[o, OP_KIND] == OP_DELIVER and op[o, OP_SRC] == 0 and op[o, OP_IT1] - op[o, OP_IT0] >= g_min
+
+
 # Row helpers of the backward pass: slices keep the row loops contiguous and vectorised, and inside a small
 # function the views cost no reference counting (inlined into the replay loop, every view would).
 @njit(cache=True, nogil=True, fastmath=True)
@@ -509,11 +525,15 @@ def _dot(w, k0, x, n):
 @njit(cache=True, nogil=True, fastmath=True)  # lets the sparse blocks' dot products vectorise
 def backward_sample(
     b, ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths, g_out, neu_off, beta, thr, reset_zero,
-    detach_reset, sg_kind, sg_scale, csr_ptr, csr_tgt, csr_w, dense_src, g_w, g_bias,
+    detach_reset, sg_kind, sg_scale, csr_ptr, csr_tgt, csr_w, dense_src, g_w, g_bias, gather, slot_end, g_min,
 ):  # fmt: skip
     """Replay one sample's tape (this sample's rows, see the module docstring) in reverse; adds its weight and
-    bias gradients to ``g_w`` and ``g_bias``."""
+    bias gradients to ``g_w`` and ``g_bias``. Input deliveries with at least ``g_min`` events (see
+    :func:`gather_count`) leave their weight gradient to :func:`add_gathered`: they store the adjoint of the
+    targets' current in ``gather``, rows ``slot_end - 1``, ``slot_end - 2``, ... (the replay runs
+    backwards)."""
     N = beta.shape[0]
+    slot = slot_end
     g_v = np.zeros(N)
     g_val = np.zeros(lengths[1])
     for q in range(lengths[4]):  # R4: frame outputs are spike (or latest silent) values
@@ -566,6 +586,10 @@ def backward_sample(
             continue
         n = neu_off[s + 1] - base
         _unheld(g_in, g_v, base, held, ops[o, OP_H0], ops[o, OP_H1], n)
+        if _gathered(ops, o, g_min):  # (the input's events carry no gradient further back)
+            slot -= 1
+            gather[slot, :n] = g_in[:n]
+            continue
         for it in range(ops[o, OP_IT0], ops[o, OP_IT1]):
             k0 = csr_ptr[it_i[it, IT_GID]]
             a = it_amp[it]
@@ -584,11 +608,64 @@ def backward_sample(
 def backward_chunk(
     first, step, ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths, g_out, neu_off, beta, thr,
     reset_zero, detach_reset, sg_kind, sg_scale, csr_ptr, csr_tgt, csr_w, dense_src, g_w, g_bias,
+    gather, slot_off, g_min,
 ):  # fmt: skip
     """:func:`backward_sample` for samples ``first, first + step, ...`` (one thread's share, in one call)."""
     for b in range(first, lengths.shape[0], step):
         backward_sample(
             b, ops[b], ev_i[b], ev_u[b], it_i[b], it_amp[b], held[b], held_t[b], outs[b], lengths[b],
             g_out, neu_off, beta, thr, reset_zero, detach_reset, sg_kind, sg_scale, csr_ptr, csr_tgt,
-            csr_w, dense_src, g_w, g_bias,
+            csr_w, dense_src, g_w, g_bias, gather, slot_off[b + 1], g_min,
         )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def gather_count(b0, b1, ops, it_i, lengths, g_min, n_slots, counts):
+    """Samples ``b0 .. b1 - 1``: their numbers of gathered deliveries (``n_slots[b]``) and the events those
+    carry per input channel (``counts[c]``, this range's row)."""
+    for b in range(b0, b1):
+        op, items = ops[b], it_i[b]
+        n = 0
+        for o in range(lengths[b, 0]):
+            if _gathered(op, o, g_min):
+                n += 1
+                for it in range(op[o, OP_IT0], op[o, OP_IT1]):
+                    counts[items[it, IT_GID]] += 1
+        n_slots[b] = n
+
+
+@njit(cache=True, nogil=True)
+def gather_fill(b0, b1, ops, it_i, it_amp, lengths, g_min, slot_off, fill, cslot, camp):
+    """Samples ``b0 .. b1 - 1``: list each event of their gathered deliveries under its channel ``c``, from
+    ``fill[c]`` on (this range's first free place), with the delivery's row of the gather buffer (``cslot``)
+    and its amplitude (``camp``). Ranges in sample order make the lists tape-ordered, whatever the split."""
+    for b in range(b0, b1):
+        op, items, amps = ops[b], it_i[b], it_amp[b]
+        slot = slot_off[b]
+        for o in range(lengths[b, 0]):
+            if _gathered(op, o, g_min):
+                for it in range(op[o, OP_IT0], op[o, OP_IT1]):
+                    c = items[it, IT_GID]
+                    cslot[fill[c]] = slot
+                    camp[fill[c]] = amps[it]
+                    fill[c] += 1
+                slot += 1
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def add_gathered(first, step, cptr, cslot, camp, gather, csr_ptr, g_w):
+    """Channels ``c`` of the ``first``-th of ``step`` equal ranges: ``g_w[row of c] += sum of camp x gather
+    row`` over the gathered events of ``c``, in tape order."""
+    n_channels = cptr.shape[0] - 1
+    n = gather.shape[1]
+    acc = np.empty(n, dtype=gather.dtype)  # the network's precision, like the rest of the weight gradient
+    for c in range(first * n_channels // step, (first + 1) * n_channels // step):
+        if cptr[c] == cptr[c + 1]:
+            continue
+        acc[:] = 0.0
+        for e in range(cptr[c], cptr[c + 1]):
+            row = gather[cslot[e]]
+            a = camp[e]
+            for j in range(n):
+                acc[j] += a * row[j]
+        _add_scaled(g_w, csr_ptr[c], acc, n, 1.0)
