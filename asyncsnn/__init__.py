@@ -16,6 +16,16 @@ Quick start::
 
 __version__ = "0.1.0"
 
+import os  # noqa: E402
+import sys  # noqa: E402
+
+# libgomp's default wait policy lets PyTorch's OpenMP workers spin for milliseconds after every parallel
+# operation, on the cores the compiled asynchronous engine's threads need (its training step took up to 2x
+# longer on 2 cores, see the README). Passive waiting costs PyTorch code little. libgomp reads the policy
+# when torch loads it, so this works only if asyncsnn is imported first, and it never overrides a setting.
+if "torch" not in sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
 from asyncsnn.network import Network  # noqa: E402
 from asyncsnn.neurons import LI, LIF, GammaReadout, SpikingGamma, Surrogate  # noqa: E402
 

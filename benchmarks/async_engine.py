@@ -18,7 +18,12 @@ the training step is left out (on CUDA it runs the reference path: the CUDA kern
 
 from __future__ import annotations
 
+# isort: off
+import asyncsnn  # before torch, as in the CLI: it picks passive OpenMP waiting (see the README)
+
+# isort: on
 import argparse
+import os
 import tracemalloc
 
 import torch
@@ -81,7 +86,11 @@ def main() -> None:
     events = x.cuda() if cuda else SparseFrames.from_dense(x)
     x = x.to(args.device)
     where = torch.cuda.get_device_name() if cuda else f"threads {torch.get_num_threads()}"
-    print(f"torch {torch.__version__}, {where}, batch {B}, T {T}, 2312-200-10, input density 2 %")
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset") + (
+        f", GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}" if "GOMP_SPINCOUNT" in os.environ else ""
+    )
+    print(f"torch {torch.__version__}, {where}, batch {B}, T {T}, 2312-200-10, input density 2 %, "
+          f"OMP_WAIT_POLICY={policy} (asyncsnn {asyncsnn.__version__})")  # fmt: skip
 
     def timed(fn, repeats):
         return timed_on(fn, repeats, cuda=cuda)
