@@ -9,6 +9,7 @@ delivered events x fan-out, and times a training step on the compiled path and o
 
     pip install -e '.[fast]'
     python benchmarks/async_engine.py [--batch 32] [--repeats 20] [--backend auto|numba|triton|reference]
+                                      [--only inference|training]
     python benchmarks/async_engine.py --device cuda --batch 256      # the CUDA kernel (Triton)
 
 On CUDA the input reaches the engine as dense frames on the GPU (turned into event lists there, inside the
@@ -76,6 +77,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--backend", default="auto", choices=["auto", "numba", "triton", "reference"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--only", choices=["inference", "training"], help="one part (training: compiled steps, no reference)"
+    )
     args = parser.parse_args()
     T, B = 50, args.batch
     cuda = args.device == "cuda"
@@ -105,72 +109,77 @@ def main() -> None:
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
 
-    with torch.no_grad():
-        t_sync = timed(lambda: sync.run(net, x), args.repeats)
-    print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch")
-    if not cuda:
-        t_convert = timed(lambda: SparseFrames.from_dense(x), args.repeats)
-        print(f"dense frames -> event lists (not in the timings below): {1e3 * t_convert:.2f} ms / batch")
-    print()
-    header = f"{'F':>3} {'scheduler':>9} {'ms/batch':>9} {'samples/s':>10} {'steps/s':>11} {'spikes':>7} " \
-             f"{'peak MB':>8} {'vs sync':>8}"  # fmt: skip
-    print(header)
-    for F in (1, 8, 64):
-        for scheduler in ("random", "momentum"):
-            cfg = AsyncConfig(group_size=F, scheduler=scheduler)
-
-            def call(cfg=cfg):
-                with torch.no_grad():
-                    return async_.run(net, events, cfg, backend=args.backend)
-
-            r = call()
-            t = timed(call, args.repeats)
-            steps = float(r.records.micro_steps.sum())
-            print(f"{F:>3} {scheduler:>9} {1e3 * t:>9.2f} {B / t:>10.0f} {steps / t:>11.0f} "
-                  f"{float(r.records.total_spikes.mean()):>7.1f} {peak_memory_mb(call):>8.1f} "
-                  f"{t_sync / t:>7.2f}x")  # fmt: skip
-
-    try:  # numba's thread pool and PyTorch's share the cores: show how the kernel scales with numba's threads
-        import numba
-
-        if cuda:
-            raise ImportError  # (no numba threads in a CUDA run)
-        cfg = AsyncConfig(group_size=1, scheduler="random")
-        default = numba.get_num_threads()
-        line = []
-        for n in sorted({1, default}):
-            numba.set_num_threads(n)
-            with torch.no_grad():
-                t = timed(lambda cfg=cfg: async_.run(net, events, cfg, backend=args.backend), args.repeats)
-            line.append(f"{n} numba thread(s): {1e3 * t:.2f} ms")
-        numba.set_num_threads(default)
-        print(f"\nF = 1, random, torch threads {torch.get_num_threads()} ({numba.threading_layer()} layer): "
-              + ", ".join(line))  # fmt: skip
-    except ImportError:
-        pass
-
-    print("\ncost follows events x fan-out (F = 8, random): hidden layer doubled, extra neurons silent")
-    cfg = AsyncConfig(group_size=8, scheduler="random")
-    for extra in (0, 200):
-        big = workload(200, extra).to(args.device)
+    def inference() -> None:
         with torch.no_grad():
-            r = async_.run(big, events, cfg, backend=args.backend)
-            t = timed(lambda big=big: async_.run(big, events, cfg, backend=args.backend), args.repeats)
-        synops = float(r.records.total_synops.sum())
-        spikes = float(r.records.total_spikes.mean())
-        print(f"  hidden {200 + extra}: {1e3 * t:.2f} ms, spikes/sample {spikes:.1f}, "
-              f"SynOps/batch {synops:.3g}, {1e9 * t / synops:.2f} ns per SynOp")  # fmt: skip
+            t_sync = timed(lambda: sync.run(net, x), args.repeats)
+        print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch")
+        if not cuda:
+            t_convert = timed(lambda: SparseFrames.from_dense(x), args.repeats)
+            print(f"dense frames -> event lists (not in the timings below): {1e3 * t_convert:.2f} ms / batch")
+        print()
+        header = f"{'F':>3} {'scheduler':>9} {'ms/batch':>9} {'samples/s':>10} {'steps/s':>11} " \
+                 f"{'spikes':>7} {'peak MB':>8} {'vs sync':>8}"  # fmt: skip
+        print(header)
+        for F in (1, 8, 64):
+            for scheduler in ("random", "momentum"):
+                cfg = AsyncConfig(group_size=F, scheduler=scheduler)
 
-    if cuda:
-        return  # training runs on the reference path on CUDA: see the CPU run
+                def call(cfg=cfg):
+                    with torch.no_grad():
+                        return async_.run(net, events, cfg, backend=args.backend)
+
+                r = call()
+                t = timed(call, args.repeats)
+                steps = float(r.records.micro_steps.sum())
+                print(f"{F:>3} {scheduler:>9} {1e3 * t:>9.2f} {B / t:>10.0f} {steps / t:>11.0f} "
+                      f"{float(r.records.total_spikes.mean()):>7.1f} {peak_memory_mb(call):>8.1f} "
+                      f"{t_sync / t:>7.2f}x")  # fmt: skip
+
+        # numba's thread pool and PyTorch's share the cores: show how the kernel scales with numba's threads
+        try:
+            import numba
+
+            if cuda:
+                raise ImportError  # (no numba threads in a CUDA run)
+            cfg = AsyncConfig(group_size=1, scheduler="random")
+            default = numba.get_num_threads()
+            line = []
+            for n in sorted({1, default}):
+                numba.set_num_threads(n)
+                with torch.no_grad():
+                    t = timed(
+                        lambda cfg=cfg: async_.run(net, events, cfg, backend=args.backend), args.repeats
+                    )
+                line.append(f"{n} numba thread(s): {1e3 * t:.2f} ms")
+            numba.set_num_threads(default)
+            layer = numba.threading_layer()
+            print(f"\nF = 1, random, torch threads {torch.get_num_threads()} ({layer} layer): "
+                  + ", ".join(line))  # fmt: skip
+        except ImportError:
+            pass
+
+        print("\ncost follows events x fan-out (F = 8, random): hidden layer doubled, extra neurons silent")
+        cfg = AsyncConfig(group_size=8, scheduler="random")
+        for extra in (0, 200):
+            big = workload(200, extra).to(args.device)
+            with torch.no_grad():
+                r = async_.run(big, events, cfg, backend=args.backend)
+                t = timed(lambda big=big: async_.run(big, events, cfg, backend=args.backend), args.repeats)
+            synops = float(r.records.total_synops.sum())
+            spikes = float(r.records.total_spikes.mean())
+            print(f"  hidden {200 + extra}: {1e3 * t:.2f} ms, spikes/sample {spikes:.1f}, "
+                  f"SynOps/batch {synops:.3g}, {1e9 * t / synops:.2f} ns per SynOp")  # fmt: skip
+
+    if args.only != "training":
+        inference()
+
+    if cuda or args.only == "inference":
+        return  # (training on CUDA runs the reference path: see the CPU run)
     print("\ntraining step through the schedule (forward + backward + Adam), random scheduler:")
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     labels = torch.randint(0, 10, (B,), generator=g).to(args.device)
-    for F, backend, repeats in (
-        (1, args.backend, args.repeats),
-        (8, args.backend, args.repeats),
-        (1, "reference", 1),
-    ):
+    runs = [(1, args.backend, args.repeats), (8, args.backend, args.repeats), (1, "reference", 1)]
+    for F, backend, repeats in runs[:2] if args.only == "training" else runs:
         cfg = AsyncConfig(group_size=F, scheduler="random")
 
         def step(cfg=cfg, backend=backend):
