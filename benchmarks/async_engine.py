@@ -192,6 +192,16 @@ def main() -> None:
         name = "compiled" if backend != "reference" else "reference"
         print(f"  F = {F}, {name:9s}: {1e3 * timed(step, repeats):.1f} ms / batch")
 
+    def sync_step():
+        loss = nn.functional.cross_entropy(sync.run(net, x).output.sum(0), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    print(
+        f"  layer-synchronous engine, for comparison: {1e3 * timed(sync_step, args.repeats):.1f} ms / batch"
+    )
+
 
 if __name__ == "__main__":
     main()
