@@ -118,6 +118,30 @@ def _finish(b, st, p_amp, rec):
 
 
 @njit(cache=True)
+def _integrate_dense(v, current, refr, thr, base, n, refractory, hold, can_fire, fired):
+    """A dense block's target layer (``base .. base + n - 1``) after a delivery: add each neuron's current
+    (refractory neurons hold it, with ``hold``) and list in ``fired``, in order, the neurons that fire (over
+    threshold, not refractory, and ``can_fire``: the layer got the synchronization threshold's events).
+    Returns their number. Spikes change nothing later neurons read, so the caller handles them afterwards."""
+    if refractory and hold:
+        for j in range(base, base + n):
+            if not refr[j]:
+                v[j] += current[j]
+            current[j] = 0.0
+    else:
+        for j in range(base, base + n):
+            v[j] += current[j]
+            current[j] = 0.0
+    m = 0
+    if can_fire:
+        for j in range(base, base + n):
+            if v[j] > thr[j] and not (refractory and refr[j]):
+                fired[m] = j
+                m += 1
+    return m
+
+
+@njit(cache=True)
 def _run_sample(
     b, T, n_layers, neu_off, src_off, dense_src,
     beta, thr, bias, reset_zero,
@@ -147,6 +171,7 @@ def _run_sample(
     current = np.zeros(N, dtype=v.dtype)
     touched_flag = np.zeros(N, dtype=np.bool_)
     touched = np.empty(N, dtype=np.int64)
+    fired = np.empty(N, dtype=np.int64)  # dense blocks: the neurons over threshold after a delivery
     p_gid = np.empty(n_src, dtype=np.int64)  # pending queue: slots of (source gid, key, amplitude)
     p_key = np.empty(n_src, dtype=np.float64)
     p_amp = np.empty(n_src, dtype=v.dtype)  # amplitudes are small whole numbers: exact in either precision
@@ -253,18 +278,22 @@ def _run_sample(
                                 touched[n_touch] = j
                                 n_touch += 1
                 dense = dense_src[s]
-                for q in range(n_touch):  # integrate and evaluate every neuron reached
+                if dense:  # the whole layer: integrate in one tight loop, then fire those over threshold
+                    can_fire = layer_count[s] >= sync_threshold
+                    n_touch = _integrate_dense(
+                        v, current, refr, thr, base, n, refractory, hold, can_fire, fired
+                    )
+                for q in range(n_touch):  # integrate and evaluate every neuron reached (dense: the spikes)
                     if dense:
-                        j = base + q
+                        j = fired[q]
                     else:
                         j = touched[q]
                         touched_flag[j] = False
-                    if not (refractory and hold and refr[j]):
-                        v[j] += current[j]
-                    current[j] = 0.0
-                    received = layer_count[s] if dense else counts[j]
-                    if (refractory and refr[j]) or received < sync_threshold or not v[j] > thr[j]:
-                        continue
+                        if not (refractory and hold and refr[j]):
+                            v[j] += current[j]
+                        current[j] = 0.0
+                        if (refractory and refr[j]) or counts[j] < sync_threshold or not v[j] > thr[j]:
+                            continue
                     u = v[j]  # fire: reset, then read out or queue
                     v[j] = 0.0 if reset_zero[s] else u - thr[j]
                     refr[j] = True
