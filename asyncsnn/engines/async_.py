@@ -252,22 +252,27 @@ def _run_numba_train(network, x, config, labels, sample_offset=0) -> RunResult:
 
 
 def _records_from_kernel(spikes, synops, input_events, rec, dtype) -> AsyncRecords:
-    rec, spikes, synops = torch.as_tensor(rec), torch.as_tensor(spikes), torch.as_tensor(synops)
-    col = lambda k: rec[:, k].clone()  # noqa: E731
+    """Records from a kernel's per-sample arrays (``spikes``, ``synops`` ``[B, L]``, ``rec`` ``[B, 10]``, see
+    :func:`~asyncsnn.engines.kernels.numba_cpu.run_batch`). Each field is a row of one transposed copy per
+    array: a few tensor operations per call, not one per field."""
+    rec = torch.as_tensor(rec).t().contiguous()  # [10, B], float64 (the latency fields stay float64)
+    counts = rec[[0, 6, 7, 8, 9]].to(dtype)  # micro-steps and event counts take the run's dtype
+    per_layer = torch.cat([torch.as_tensor(spikes), torch.as_tensor(synops)], 1).t().to(dtype).contiguous()
+    L = per_layer.shape[0] // 2
     return AsyncRecords(
         input_events=torch.as_tensor(input_events).to(dtype),
-        spikes=[spikes[:, i].to(dtype) for i in range(spikes.shape[1])],
-        synops=[synops[:, i].to(dtype) for i in range(synops.shape[1])],
-        micro_steps=col(0).to(dtype),
-        micro_steps_to_first_output=col(1),
-        micro_steps_to_first_correct=col(2),
-        micro_steps_to_decision=col(3),
-        spikes_before_first_output=col(4),
-        spikes_before_first_correct=col(5),
-        emitted_events=col(6).to(dtype),
-        delivered_events=col(7).to(dtype),
-        dropped_events=col(8).to(dtype),
-        pending_at_end=col(9).to(dtype),
+        spikes=list(per_layer[:L]),
+        synops=list(per_layer[L:]),
+        micro_steps=counts[0],
+        micro_steps_to_first_output=rec[1],
+        micro_steps_to_first_correct=rec[2],
+        micro_steps_to_decision=rec[3],
+        spikes_before_first_output=rec[4],
+        spikes_before_first_correct=rec[5],
+        emitted_events=counts[1],
+        delivered_events=counts[2],
+        dropped_events=counts[3],
+        pending_at_end=counts[4],
     )
 
 

@@ -71,23 +71,22 @@ def _drop_all(st, p_gid, p_amp, slot_of):
 
 @njit(cache=True, inline="always")
 def _select_lowest(p_key, p_gid, n_pend, group_size, chosen):
-    """Slots of up to ``group_size`` pending events with the lowest (key, gid): F short scans of a short list."""
-    n_sel = 0
-    while n_sel < group_size and n_sel < n_pend:
-        best = -1
-        for q in range(n_pend):
-            taken = False
-            for c in range(n_sel):
-                if chosen[c] == q:
-                    taken = True
-                    break
-            if not taken and (
-                best < 0 or p_key[q] < p_key[best] or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best])
-            ):
-                best = q
-        chosen[n_sel] = best
-        n_sel += 1
-    return n_sel
+    """Slots of the up to ``group_size`` pending events with the lowest (key, gid), in ``chosen[:n_sel]``
+    (``chosen`` holds ``n_pend`` entries); returns ``n_sel``. All of them when they fit, else a partial
+    selection sort of the slots: the list is short."""
+    for q in range(n_pend):
+        chosen[q] = q
+    if n_pend <= group_size:
+        return n_pend
+    for i in range(group_size):
+        best = i
+        key, gid = p_key[chosen[i]], p_gid[chosen[i]]
+        for r in range(i + 1, n_pend):
+            q = chosen[r]
+            if p_key[q] < key or (p_key[q] == key and p_gid[q] < gid):
+                best, key, gid = r, p_key[q], p_gid[q]
+        chosen[i], chosen[best] = chosen[best], chosen[i]
+    return group_size
 
 
 @njit(cache=True)
@@ -117,27 +116,67 @@ def _finish(b, st, p_amp, rec):
     rec[b, 9] = pend_end
 
 
-@njit(cache=True)
-def _integrate_dense(v, current, refr, thr, base, n, refractory, hold, can_fire, fired):
-    """A dense block's target layer (``base .. base + n - 1``) after a delivery: add each neuron's current
+@njit(cache=True, _nrt=False)
+def add_rows(current, base, n, csr_ptr, csr_w, sel_gid, sel_amp, c0, c1):
+    """Add to ``current[base : base + n]`` the weight rows of events ``c0 .. c1 - 1`` of the round (sources
+    ``sel_gid`` of a dense block, whose rows are the whole target layer) times their amplitudes ``sel_amp``.
+
+    Rows are added four at a time (more independent memory streams) and each neuron still adds them in event
+    order, so the rounding is that of one row after the other. Indices are unsigned, so no index needs the
+    negative-index check and the loops vectorise. ``_nrt=False``: no reference counting, since every slice of
+    the weights, or any call with them, would update their count atomically, on a cache line all threads use.
+    """
+    ub, un = np.uint64(base), np.uint64(n)
+    e = c0
+    while e + 4 <= c1:
+        a0, a1, a2, a3 = sel_amp[e], sel_amp[e + 1], sel_amp[e + 2], sel_amp[e + 3]
+        k0, k1 = np.uint64(csr_ptr[sel_gid[e]]), np.uint64(csr_ptr[sel_gid[e + 1]])
+        k2, k3 = np.uint64(csr_ptr[sel_gid[e + 2]]), np.uint64(csr_ptr[sel_gid[e + 3]])
+        for j in range(un):
+            x = current[ub + j]
+            x += csr_w[k0 + j] * a0
+            x += csr_w[k1 + j] * a1
+            x += csr_w[k2 + j] * a2
+            x += csr_w[k3 + j] * a3
+            current[ub + j] = x
+        e += 4
+    while e < c1:
+        a0, k0 = sel_amp[e], np.uint64(csr_ptr[sel_gid[e]])
+        for j in range(un):
+            current[ub + j] += csr_w[k0 + j] * a0
+        e += 1
+
+
+@njit(cache=True, _nrt=False)
+def _deliver_dense(
+    v, current, refr, thr, csr_ptr, csr_w, sel_gid, sel_amp, c0, c1, base, n, refractory, hold, can_fire, fired
+):  # fmt: skip
+    """Events ``c0 .. c1 - 1`` of the round, all from one source whose block is dense, reach the target layer
+    (neurons ``base .. base + n - 1``): add their rows to the layer's current (:func:`add_rows`), integrate it
     (refractory neurons hold it, with ``hold``) and list in ``fired``, in order, the neurons that fire (over
     threshold, not refractory, and ``can_fire``: the layer got the synchronization threshold's events).
     Returns their number. Spikes change nothing later neurons read, so the caller handles them afterwards."""
+    add_rows(current, base, n, csr_ptr, csr_w, sel_gid, sel_amp, c0, c1)
+    ub, un = np.uint64(base), np.uint64(n)
     if refractory and hold:
-        for j in range(base, base + n):
-            if not refr[j]:
-                v[j] += current[j]
-            current[j] = 0.0
+        for j in range(un):
+            x = current[ub + j]
+            current[ub + j] = 0.0
+            v[ub + j] = v[ub + j] if refr[ub + j] else v[ub + j] + x
     else:
-        for j in range(base, base + n):
-            v[j] += current[j]
-            current[j] = 0.0
+        for j in range(un):
+            v[ub + j] += current[ub + j]
+            current[ub + j] = 0.0
     m = 0
-    if can_fire:
-        for j in range(base, base + n):
-            if v[j] > thr[j] and not (refractory and refr[j]):
-                fired[m] = j
-                m += 1
+    # without branches (``&``, not ``and``): each neuron is written at the end of the list, which grows if it fires
+    if can_fire and refractory:
+        for j in range(un):
+            fired[m] = np.int64(ub + j)
+            m += (v[ub + j] > thr[ub + j]) & (not refr[ub + j])
+    elif can_fire:
+        for j in range(un):
+            fired[m] = np.int64(ub + j)
+            m += v[ub + j] > thr[ub + j]
     return m
 
 
@@ -176,7 +215,7 @@ def _run_sample(
     p_key = np.empty(n_src, dtype=np.float64)
     p_amp = np.empty(n_src, dtype=v.dtype)  # amplitudes are small whole numbers: exact in either precision
     slot_of = np.full(n_src, -1, dtype=np.int64)
-    chosen = np.empty(group_size, dtype=np.int64)
+    chosen = np.empty(n_src, dtype=np.int64)  # slots, for the selection
     sel_gid = np.empty(n_src, dtype=np.int64)  # the events of this round, sorted by gid
     sel_amp = np.empty(n_src, dtype=v.dtype)
     st = _new_state()
@@ -255,16 +294,14 @@ def _run_sample(
                         if s == 0:
                             input_events[b] += sel_amp[c]
                     c += 1
-                if dense_src[s]:  # every event reaches the whole layer in order: vectorised row updates
-                    cur = current[base : base + n]
+                dense = dense_src[s]
+                if dense:  # every event reaches the whole layer in order: row updates, then the layer at once
                     for e in range(c0, c):
-                        a = sel_amp[e]
-                        k0 = csr_ptr[sel_gid[e]]
-                        row = csr_w[k0 : k0 + n]
-                        for j in range(n):
-                            cur[j] += row[j] * a
-                        layer_count[s] += a  # every neuron of the layer receives the same events
-                    n_touch = n
+                        layer_count[s] += sel_amp[e]  # every neuron of the layer receives the same events
+                    n_touch = _deliver_dense(
+                        v, current, refr, thr, csr_ptr, csr_w, sel_gid, sel_amp, c0, c, base, n,
+                        refractory, hold, layer_count[s] >= sync_threshold, fired,
+                    )  # fmt: skip
                 else:
                     n_touch = 0
                     for e in range(c0, c):
@@ -277,12 +314,6 @@ def _run_sample(
                                 touched_flag[j] = True
                                 touched[n_touch] = j
                                 n_touch += 1
-                dense = dense_src[s]
-                if dense:  # the whole layer: integrate in one tight loop, then fire those over threshold
-                    can_fire = layer_count[s] >= sync_threshold
-                    n_touch = _integrate_dense(
-                        v, current, refr, thr, base, n, refractory, hold, can_fire, fired
-                    )
                 for q in range(n_touch):  # integrate and evaluate every neuron reached (dense: the spikes)
                     if dense:
                         j = fired[q]

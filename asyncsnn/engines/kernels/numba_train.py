@@ -53,6 +53,7 @@ from asyncsnn.engines.kernels.numba_cpu import (
     _key,
     _new_state,
     _select_lowest,
+    add_rows,
 )
 from asyncsnn.engines.keys import MODULUS, SALT_DROPOUT
 
@@ -140,7 +141,7 @@ def forward_sample(
     p_amp = np.empty(n_src, dtype=csr_w.dtype)
     p_head = np.empty(n_src, dtype=np.int64)  # first evaluation id of the spikes making up the event
     slot_of = np.full(n_src, -1, dtype=np.int64)
-    chosen = np.empty(group_size, dtype=np.int64)
+    chosen = np.empty(n_src, dtype=np.int64)  # slots, for the selection
     sel_gid = np.empty(n_src, dtype=np.int64)
     sel_amp = np.empty(n_src, dtype=csr_w.dtype)
     sel_head = np.empty(n_src, dtype=np.int64)
@@ -269,7 +270,6 @@ def forward_sample(
                 dense = dense_src[s]
                 n_touch = 0
 
-                cur = current[base : base + n]
                 for e in range(c0, c1):
                     it_i[n_it, IT_GID] = sel_gid[e]
                     it_i[n_it, IT_HEAD] = sel_head[e]
@@ -281,14 +281,10 @@ def forward_sample(
                         n_synops[s] += a * fan_out[sel_gid[e]]
                         if s == 0:
                             n_input += a
-                    k0 = csr_ptr[sel_gid[e]]
                     if dense:
-                        row = csr_w[k0 : k0 + n]
-                        for j in range(n):
-                            cur[j] += row[j] * a
                         layer_count[s] += a
                     else:
-                        for k in range(k0, csr_ptr[sel_gid[e] + 1]):
+                        for k in range(csr_ptr[sel_gid[e]], csr_ptr[sel_gid[e] + 1]):
                             j = base + csr_tgt[k]
                             current[j] += csr_w[k] * a
                             counts[j] += a
@@ -296,6 +292,8 @@ def forward_sample(
                                 touched[n_touch] = j
                                 n_touch += 1
                             flags[j] |= F_TOUCHED | F_REAL
+                if dense:
+                    add_rows(current, base, n, csr_ptr, csr_w, sel_gid, sel_amp, c0, c1)
                 rides = 0
                 if s > 0 and (has_real or ending):  # R1 / R3: the source layer's silent evaluations ride
                     lo = neu_off[s - 1]
@@ -489,9 +487,11 @@ def _gathered(op, o, g_min):
     return op[o, OP_KIND] == OP_DELIVER and op[o, OP_SRC] == 0 and op[o, OP_IT1] - op[o, OP_IT0] >= g_min
 
 
-# Row helpers of the backward pass: slices keep the row loops contiguous and vectorised, and inside a small
-# function the views cost no reference counting (inlined into the replay loop, every view would).
-@njit(cache=True, nogil=True, fastmath=True)
+# Row helpers of the backward pass: slices keep the row loops contiguous and vectorised. They are compiled
+# without reference counting (``_nrt=False``): inlined into the replay loop every view would update the array's
+# count, and a called function updates the counts of its arguments (atomically, on a cache line all threads
+# share for the weights).
+@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
 def _add_scaled(y, k0, x, n, a):
     """``y[k0 : k0 + n] += a * x[:n]``."""
     row = y[k0 : k0 + n]
@@ -499,7 +499,7 @@ def _add_scaled(y, k0, x, n, a):
         row[j] += a * x[j]
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
 def _unheld(y, x, x0, held, h0, h1, n):
     """``y[:n] = x[x0 : x0 + n]``, zero where ``held[h0 : h1]`` (no flags: nothing held)."""
     src = x[x0 : x0 + n]
@@ -512,7 +512,7 @@ def _unheld(y, x, x0, held, h0, h1, n):
         y[j] = 0.0 if flags[j] else src[j]
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
 def _dot(w, k0, x, n):
     """``w[k0 : k0 + n] . x[:n]``."""
     row = w[k0 : k0 + n]
