@@ -74,6 +74,13 @@ def _select_lowest(p_key, p_gid, n_pend, group_size, chosen):
     """Slots of the up to ``group_size`` pending events with the lowest (key, gid), in ``chosen[:n_sel]``
     (``chosen`` holds ``n_pend`` entries); returns ``n_sel``. All of them when they fit, else a partial
     selection sort of the slots: the list is short."""
+    if group_size == 1:  # one scan, nothing to keep in order
+        best = 0
+        for q in range(1, n_pend):
+            if p_key[q] < p_key[best] or (p_key[q] == p_key[best] and p_gid[q] < p_gid[best]):
+                best = q
+        chosen[0] = best
+        return min(n_pend, 1)
     for q in range(n_pend):
         chosen[q] = q
     if n_pend <= group_size:
@@ -237,12 +244,15 @@ def _run_sample(
             if rnd == 0:
                 e0, e1 = ev_ptr[b * T + t], ev_ptr[b * T + t + 1]
                 if prioritized:  # the whole frame at once, from source 0; takes no micro-step
+                    n_in, syn = 0.0, 0.0  # summed here: the shared record arrays are written once per frame
                     for e in range(e0, e1):
                         sel_gid[n_sel] = ev_idx[e]
                         sel_amp[n_sel] = ev_amp[e]
-                        input_events[b] += ev_amp[e]
-                        synops[b, 0] += ev_amp[e] * fan_out[ev_idx[e]]
+                        n_in += ev_amp[e]
+                        syn += ev_amp[e] * fan_out[ev_idx[e]]
                         n_sel += 1
+                    input_events[b] += n_in
+                    synops[b, 0] += syn
                 else:
                     for e in range(e0, e1):
                         key = _key(sched_kind, seed, sample_id, int(st[STEP]), -1, ev_idx[e], ev_amp[e])

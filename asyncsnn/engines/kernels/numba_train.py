@@ -488,9 +488,9 @@ def _gathered(op, o, g_min):
 
 
 # Row helpers of the backward pass: slices keep the row loops contiguous and vectorised. They are compiled
-# without reference counting (``_nrt=False``): inlined into the replay loop every view would update the array's
-# count, and a called function updates the counts of its arguments (atomically, on a cache line all threads
-# share for the weights).
+# without reference counting (``_nrt=False``): inlined into the replay loop every view would update the
+# array's count, and a called function updates the counts of its arguments (atomically, on a cache line all
+# threads share for the weights).
 @njit(cache=True, nogil=True, fastmath=True, _nrt=False)
 def _add_scaled(y, k0, x, n, a):
     """``y[k0 : k0 + n] += a * x[:n]``."""
