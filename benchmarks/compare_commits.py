@@ -1,0 +1,114 @@
+"""Time the asynchronous engine at an earlier commit against the working tree, alternating calls in one
+process.
+
+On a machine whose speed drifts from minute to minute, timings from separate runs cannot show a 10 % change;
+alternating the two versions call by call lets both see the same machine state. The earlier commit's
+``asyncsnn`` package is extracted (``git archive``) under a temporary name and imported beside the working
+tree's. Workload: the benchmark of ``benchmarks/async_engine.py`` (2312-200-10 LIF, batch 32, T = 50, 2 %
+input density, random scheduler, F = 1 and 8). Prints per version the median ms per call and the median of
+the paired ratios (working tree / commit), and whether both versions give identical outputs. The commit's
+kernels are compiled afresh (a minute or two).
+
+    python benchmarks/compare_commits.py e068218 [--what inference|training] [--rounds 60]
+"""
+
+from __future__ import annotations
+
+# isort: off
+import asyncsnn  # before torch, as in the CLI: it picks passive OpenMP waiting
+
+# isort: on
+import argparse
+import importlib
+import io
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+OLD = "asyncsnn_at_commit"
+
+
+def extract(commit: str, root: Path) -> None:
+    """The package at ``commit`` as ``root / OLD``, its absolute imports renamed."""
+    repo = Path(__file__).resolve().parent.parent
+    tar = subprocess.run(["git", "archive", commit, "asyncsnn"], cwd=repo, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
+        archive.extractall(root, **safe)
+    (root / "asyncsnn").rename(root / OLD)
+    for path in (root / OLD).rglob("*.py"):
+        text = re.sub(r"\basyncsnn(?=[.\s])", OLD, path.read_text())
+        path.write_text(text)
+
+
+def workload(pkg) -> nn.Module:
+    torch.manual_seed(0)
+    fc1, fc2 = nn.Linear(2312, 200, bias=False), nn.Linear(200, 10, bias=False)
+    nn.init.xavier_uniform_(fc1.weight)
+    nn.init.xavier_uniform_(fc2.weight)
+    lif = lambda: pkg.LIF(tau=0.1, threshold=0.3)  # noqa: E731
+    return pkg.Network(fc1, lif(), fc2, lif(), input_shape=(2312,))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("commit")
+    parser.add_argument("--what", choices=["inference", "training"], default="inference")
+    parser.add_argument("--rounds", type=int, default=60)
+    args = parser.parse_args()
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(50, 32, 2312, generator=g) < 0.02).float()
+    labels = torch.randint(0, 10, (32,), generator=g)
+    with tempfile.TemporaryDirectory() as tmp:
+        extract(args.commit, Path(tmp))
+        sys.path.insert(0, tmp)
+        calls, outputs = {}, {}
+        for name, pkg in ((args.commit, importlib.import_module(OLD)), ("working tree", asyncsnn)):
+            engine = importlib.import_module(pkg.__name__ + ".engines.async_")
+            config = importlib.import_module(pkg.__name__ + ".engines.async_config")
+            events = importlib.import_module(pkg.__name__ + ".engines.events").SparseFrames.from_dense(x)
+            net = workload(pkg)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+            for F in (1, 8):
+                cfg = config.AsyncConfig(group_size=F, scheduler="random")
+
+                def call(net=net, events=events, cfg=cfg, engine=engine, opt=opt):
+                    if args.what == "inference":
+                        with torch.no_grad():
+                            return engine.run(net, events, cfg).output
+                    out = engine.run(net, events, cfg).output
+                    opt.zero_grad()
+                    nn.functional.cross_entropy(out.sum(0), labels).backward()
+                    opt.step()
+                    return out.detach()
+
+                outputs[name, F] = call()  # (training: before any step, so both start from the same weights)
+                calls[name, F] = call
+        for fn in calls.values():  # warm-up (and compilation)
+            fn()
+        times: dict = {key: [] for key in calls}
+        for _ in range(args.rounds):
+            for key, fn in calls.items():
+                t0 = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t0)
+    print(f"{args.what}, {args.rounds} rounds, torch threads {torch.get_num_threads()}")
+    for F in (1, 8):
+        old, new = (1e3 * np.array(times[name, F]) for name in (args.commit, "working tree"))
+        same = torch.equal(outputs[args.commit, F], outputs["working tree", F])
+        print(f"F = {F}: {args.commit} {np.median(old):.2f} ms, working tree {np.median(new):.2f} ms, "
+              f"paired ratio {np.median(new / old):.3f}; identical outputs: {same}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
