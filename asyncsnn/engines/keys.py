@@ -22,7 +22,12 @@ def hash_int(seed, sample, step, layer, neuron, salt):
     x = salt + 1
     # An LCG step after xor-ing in each argument; two extra rounds to mix the last one.
     for value in (seed % MODULUS, sample % MODULUS, step % MODULUS, layer + 2, neuron % MODULUS, 1, 1):
-        x = ((x ^ value) * _MULTIPLIER + _INCREMENT) % MODULUS
+        x = (x ^ value) * _MULTIPLIER + _INCREMENT  # < 2**62
+        # x % MODULUS without a division: 2**31 = 1 (mod 2**31 - 1), so fold the high bits onto the low ones
+        # twice (leaves x <= MODULUS + 1), then subtract MODULUS once if needed
+        x = (x & MODULUS) + (x >> 31)
+        x = (x & MODULUS) + (x >> 31)
+        x = x - MODULUS * (x >= MODULUS)
     return x
 
 
