@@ -3,9 +3,11 @@
 FC 2312 -> 200 LIF -> 10 LIF, no bias, xavier init, Bernoulli input (2 % density), T = 50 frames,
 dt / tau = 10 (dt = 1 ms, tau = 0.1 ms), threshold 0.3, batch 32 (CPU). For F in 1, 8, 64 and the random and
 momentum schedulers it prints milliseconds per batch (median), samples/s, micro-steps/s, spikes per sample
-and peak memory of the call, and the ratio to our layer-synchronous engine run in the same process. Then it
-doubles the hidden layer at a fixed spike count (the extra neurons never fire) to show that the cost follows
-delivered events x fan-out, and times a training step on the compiled path and on the reference engine.
+and peak memory of the call, and the ratio to our layer-synchronous engine run in the same process (and one
+call with dense frames, converted to event lists inside the call, as a caller with dense tensors sees). Then
+it doubles the hidden layer at a fixed spike count (the extra neurons never fire) to show that the cost
+follows delivered events x fan-out, and times a training step on the compiled path and on the reference
+engine.
 
     pip install -e '.[fast]'
     python benchmarks/async_engine.py [--batch 32] [--repeats 20] [--backend auto|numba|triton|reference]
@@ -134,6 +136,12 @@ def main() -> None:
                 print(f"{F:>3} {scheduler:>9} {1e3 * t:>9.2f} {B / t:>10.0f} {steps / t:>11.0f} "
                       f"{float(r.records.total_spikes.mean()):>7.1f} {peak_memory_mb(call):>8.1f} "
                       f"{t_sync / t:>7.2f}x")  # fmt: skip
+
+        if not cuda:  # what a caller with dense frames sees: the conversion to event lists inside the call
+            cfg = AsyncConfig(group_size=1, scheduler="random")
+            with torch.no_grad():
+                t = timed(lambda cfg=cfg: async_.run(net, x, cfg, backend=args.backend), args.repeats)
+            print(f"\nF = 1, random, dense frames in (converted inside the call): {1e3 * t:.2f} ms / batch")
 
         # numba's thread pool and PyTorch's share the cores: show how the kernel scales with numba's threads
         try:

@@ -158,16 +158,18 @@ def run(
         x = x.to_dense()
     check_input(network, x)
     chosen = _choose_backend(network, x, config, record_queue, backend, state, record_spikes)
-    if chosen == "numba-train":
+    if chosen in ("numba", "numba-train"):  # the kernels take event lists; converting checks the counts
+        try:
+            events = SparseFrames.from_dense(x)
+        except ValueError as err:
+            raise ValueError(f"asynchronous input must be non-negative event counts ({err})") from None
+        if chosen == "numba-train":
+            return _run_numba_train(network, events, config, labels, sample_offset)
+        return _run_numba(network, events, config, state, labels, sample_offset, record_spikes=record_spikes)
+    if chosen == "triton":
         if (x < 0).any():
             raise ValueError("asynchronous input must be non-negative event counts")
-        return _run_numba_train(network, x, config, labels, sample_offset)
-    if chosen in ("numba", "triton"):
-        if (x < 0).any():
-            raise ValueError("asynchronous input must be non-negative event counts")
-        if chosen == "triton":
-            return _run_triton(network, x, config, state, labels, sample_offset)
-        return _run_numba(network, x, config, state, labels, sample_offset, record_spikes=record_spikes)
+        return _run_triton(network, x, config, state, labels, sample_offset)
     return _Runner(network, x, config, labels, record_queue, sample_offset, record_spikes).run(state)
 
 

@@ -40,16 +40,34 @@ class SparseFrames:
             raise ValueError("event counts must be positive and finite")
 
     @classmethod
-    def from_dense(cls, x: torch.Tensor) -> SparseFrames:
-        """From dense non-negative event counts ``[T, B, *frame_shape]``."""
+    def from_dense(cls, x: torch.Tensor, *, compiled: bool | None = None) -> SparseFrames:
+        """From dense non-negative event counts ``[T, B, *frame_shape]``.
+
+        ``compiled``: use the numba kernel (:mod:`asyncsnn.engines.kernels.numba_events`; float32/float64 CPU
+        tensors) or PyTorch's ``nonzero``; ``None`` (default) takes the kernel whenever numba is installed and
+        it applies. Both give the same arrays."""
+        from asyncsnn.engines.kernels import numba_available
+
         T, B = x.shape[:2]
+        frame_shape = tuple(x.shape[2:])
+        applies = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+        if compiled is None:
+            compiled = applies and numba_available()
+        if compiled:
+            if not applies:
+                where = f"{x.dtype} on {x.device}"
+                raise ValueError(f"the compiled conversion takes float32/float64 CPU tensors, not {where}")
+            from asyncsnn.engines.kernels.numba_events import dense_to_events
+
+            frames = x.detach().reshape(T, B, -1).contiguous().numpy()
+            return cls(*dense_to_events(frames), T, B, frame_shape, x.dtype)
         flat = x.detach().reshape(T, B, -1).transpose(0, 1)  # [B, T, n_in]
         b, t, i = flat.nonzero(as_tuple=True)  # lexicographic: sample, frame, channel
         counts = torch.bincount(b * T + t, minlength=B * T)
         ptr = np.zeros(B * T + 1, dtype=np.int64)
         ptr[1:] = counts.cumsum(0).numpy()
         value = flat[b, t, i].cpu().numpy()
-        return cls(ptr, i.cpu().numpy(), value, T, B, tuple(x.shape[2:]), x.dtype)
+        return cls(ptr, i.cpu().numpy(), value, T, B, frame_shape, x.dtype)
 
     def to_dense(self) -> torch.Tensor:
         """Dense counts ``[T, B, *frame_shape]``."""

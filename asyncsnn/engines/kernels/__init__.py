@@ -3,6 +3,7 @@
 
 - :mod:`.numba_cpu`: compiled event-by-event CPU kernel for inference (needs the ``fast`` extra: numba).
 - :mod:`.numba_train`: the compiled training path (forward with a compact record, replayed backward).
+- :mod:`.numba_events`: dense frames to event lists (``SparseFrames.from_dense``).
 - :mod:`.triton_cuda`: the CUDA kernel for inference (needs Triton, which CUDA builds of PyTorch include).
 """
 
