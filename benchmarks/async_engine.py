@@ -117,7 +117,9 @@ def main() -> None:
         print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch")
         if not cuda:
             t_convert = timed(lambda: SparseFrames.from_dense(x), args.repeats)
-            print(f"dense frames -> event lists (not in the timings below): {1e3 * t_convert:.2f} ms / batch")
+            t_torch = timed(lambda: SparseFrames.from_dense(x, compiled=False), args.repeats)
+            print(f"dense frames -> event lists (not in the timings below): {1e3 * t_convert:.2f} ms / batch "
+                  f"(PyTorch's nonzero: {1e3 * t_torch:.2f} ms)")  # fmt: skip
         print()
         header = f"{'F':>3} {'scheduler':>9} {'ms/batch':>9} {'samples/s':>10} {'steps/s':>11} " \
                  f"{'spikes':>7} {'peak MB':>8} {'vs sync':>8}"  # fmt: skip
