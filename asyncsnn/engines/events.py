@@ -50,6 +50,7 @@ class SparseFrames:
 
         T, B = x.shape[:2]
         frame_shape = tuple(x.shape[2:])
+        n_in = int(np.prod(frame_shape))
         applies = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
         if compiled is None:
             compiled = applies and numba_available()
@@ -59,9 +60,9 @@ class SparseFrames:
                 raise ValueError(f"the compiled conversion takes float32/float64 CPU tensors, not {where}")
             from asyncsnn.engines.kernels.numba_events import dense_to_events
 
-            frames = x.detach().reshape(T, B, -1).contiguous().numpy()
+            frames = x.detach().reshape(T, B, n_in).contiguous().numpy()
             return cls(*dense_to_events(frames), T, B, frame_shape, x.dtype)
-        flat = x.detach().reshape(T, B, -1).transpose(0, 1)  # [B, T, n_in]
+        flat = x.detach().reshape(T, B, n_in).transpose(0, 1)  # [B, T, n_in]
         b, t, i = flat.nonzero(as_tuple=True)  # lexicographic: sample, frame, channel
         counts = torch.bincount(b * T + t, minlength=B * T)
         ptr = np.zeros(B * T + 1, dtype=np.int64)

@@ -77,3 +77,11 @@ def test_the_engine_refuses_negative_dense_input_before_running():
     for backend in ("numba", "reference"):
         with torch.no_grad(), pytest.raises(ValueError, match="non-negative"):
             async_.run(net, x, backend=backend)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4), (3, 0, 4), (2, 3, 0)])
+def test_empty_frames_convert_both_ways(shape):
+    x = torch.zeros(shape)
+    fast = SparseFrames.from_dense(x, compiled=True)
+    assert same_events(fast, SparseFrames.from_dense(x, compiled=False))
+    assert fast.to_dense().shape == x.shape

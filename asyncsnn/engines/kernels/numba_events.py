@@ -66,13 +66,15 @@ def dense_to_events(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     :class:`SparseFrames`)."""
     T, B, n = frames.shape
     rows = frames.reshape(T * B, n)
-    counts = np.empty(B * T, dtype=np.int64)
-    count_events(rows, B, counts)
+    counts = np.zeros(B * T, dtype=np.int64)
+    if B > 0:  # (no frames, no samples: nothing to count)
+        count_events(rows, B, counts)
     ptr = np.zeros(B * T + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
     channel = np.empty(int(ptr[-1]), dtype=np.int64)
     count = np.empty(int(ptr[-1]), dtype=frames.dtype)
     unsigned = np.uint32 if frames.dtype == np.float32 else np.uint64
     mask = unsigned(np.iinfo(unsigned).max >> 1)  # all bits but the sign
-    fill_events(rows, rows.view(unsigned), mask, B, ptr, channel, count)
+    if ptr[-1]:
+        fill_events(rows, rows.view(unsigned), mask, B, ptr, channel, count)
     return ptr, channel, count
