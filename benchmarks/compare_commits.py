@@ -6,8 +6,9 @@ alternating the two versions call by call lets both see the same machine state. 
 ``asyncsnn`` package is extracted (``git archive``) under a temporary name and imported beside the working
 tree's. Workload: the benchmark of ``benchmarks/async_engine.py`` (2312-200-10 LIF, batch 32, T = 50, 2 %
 input density, random scheduler, F = 1 and 8). Prints per version the median ms per call and the median of
-the paired ratios (working tree / commit), and whether both versions give identical outputs. The commit's
-kernels are compiled afresh (a minute or two).
+the paired ratios (working tree / commit), and first whether both versions give bit-identical results:
+outputs, final membranes and records for every built-in scheduler, both input modes and F = 1, 8, 64, and the
+gradients of a training step. The commit's kernels are compiled afresh (a minute or two).
 
     python benchmarks/compare_commits.py e068218 [--what inference|training] [--rounds 60]
 """
@@ -58,6 +59,36 @@ def workload(pkg) -> nn.Module:
     return pkg.Network(fc1, lif(), fc2, lif(), input_shape=(2312,))
 
 
+def identity_sweep(old_pkg, x: torch.Tensor, labels: torch.Tensor) -> list[str]:
+    """The configurations where the two versions differ at all: output, final membranes or any record, for
+    every built-in scheduler, both input modes and F = 1, 8, 64; and the weight gradients of one training
+    step (F = 1, random)."""
+    results = {}
+    for pkg in (old_pkg, asyncsnn):
+        engine = importlib.import_module(pkg.__name__ + ".engines.async_")
+        config = importlib.import_module(pkg.__name__ + ".engines.async_config")
+        net = workload(pkg)
+        for F in (1, 8, 64):
+            for scheduler in ("random", "momentum", "fifo", "layer"):
+                for mode in ("prioritized", "scheduled"):
+                    cfg = config.AsyncConfig(group_size=F, scheduler=scheduler, input_mode=mode)
+                    with torch.no_grad():
+                        r = engine.run(net, x, cfg, labels=labels)
+                    records = [v for v in vars(r.records).values() if torch.is_tensor(v)]
+                    records += r.records.spikes + r.records.synops
+                    results[pkg, F, scheduler, mode] = [r.output, *(s.v for s in r.state), *records]
+        out = engine.run(net, x, config.AsyncConfig(group_size=1)).output
+        nn.functional.cross_entropy(out.sum(0), labels).backward()
+        results[pkg, "gradients"] = [p.grad for p in net.parameters()]
+    same = lambda a, b: torch.equal(a.nan_to_num(-1.0), b.nan_to_num(-1.0))  # noqa: E731  (NaN: never)
+    return [
+        str(key[1:])
+        for key in results
+        if key[0] is old_pkg
+        and not all(same(a, b) for a, b in zip(results[key], results[(asyncsnn, *key[1:])], strict=True))
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,6 +125,7 @@ def main() -> None:
 
                 outputs[name, F] = call()  # (training: before any step, so both start from the same weights)
                 calls[name, F] = call
+        mismatches = identity_sweep(importlib.import_module(OLD), x, labels)
         for fn in calls.values():  # warm-up (and compilation)
             fn()
         times: dict = {key: [] for key in calls}
@@ -103,6 +135,8 @@ def main() -> None:
                 fn()
                 times[key].append(time.perf_counter() - t0)
     print(f"{args.what}, {args.rounds} rounds, torch threads {torch.get_num_threads()}")
+    print(f"identical outputs, membranes, records (4 schedulers x 2 input modes x F = 1, 8, 64) and training "
+          f"gradients: {'yes' if not mismatches else 'no, in ' + ', '.join(mismatches)}")  # fmt: skip
     for F in (1, 8):
         old, new = (1e3 * np.array(times[name, F]) for name in (args.commit, "working tree"))
         same = torch.equal(outputs[args.commit, F], outputs["working tree", F])
