@@ -33,14 +33,15 @@ import torch
 from common import timed as timed_on  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from torch import nn
 
-from asyncsnn import LIF, Network
+from asyncsnn import Network
 from asyncsnn.engines import async_, sync
 from asyncsnn.engines.async_config import AsyncConfig
 from asyncsnn.engines.events import SparseFrames
 
 
-def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0) -> Network:
-    """The benchmark network; ``silent_extra`` hidden neurons that never fire make it bigger, same spikes."""
+def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0, pkg=asyncsnn) -> Network:
+    """The benchmark network; ``silent_extra`` hidden neurons that never fire make it bigger, same spikes.
+    ``pkg``: the package whose ``Network`` and ``LIF`` build it (another version: ``compare_commits.py``)."""
     torch.manual_seed(seed)
     fc1 = nn.Linear(2312, hidden, bias=False)
     fc2 = nn.Linear(hidden, 10, bias=False)
@@ -56,8 +57,8 @@ def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0) -> Network
         fc1, fc2 = big1, big2
     threshold = torch.full((hidden + silent_extra,), 0.3)
     threshold[hidden:] = 1e9
-    return Network(
-        fc1, LIF(tau=0.1, threshold=threshold), fc2, LIF(tau=0.1, threshold=0.3), input_shape=(2312,)
+    return pkg.Network(
+        fc1, pkg.LIF(tau=0.1, threshold=threshold), fc2, pkg.LIF(tau=0.1, threshold=0.3), input_shape=(2312,)
     )
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from async_engine import workload  # benchmarks/ is on sys.path when run as a script
 from torch import nn
 
 OLD = "asyncsnn_at_commit"
@@ -50,15 +51,6 @@ def extract(commit: str, root: Path) -> None:
         path.write_text(text)
 
 
-def workload(pkg) -> nn.Module:
-    torch.manual_seed(0)
-    fc1, fc2 = nn.Linear(2312, 200, bias=False), nn.Linear(200, 10, bias=False)
-    nn.init.xavier_uniform_(fc1.weight)
-    nn.init.xavier_uniform_(fc2.weight)
-    lif = lambda: pkg.LIF(tau=0.1, threshold=0.3)  # noqa: E731
-    return pkg.Network(fc1, lif(), fc2, lif(), input_shape=(2312,))
-
-
 def identity_sweep(old_pkg, x: torch.Tensor, labels: torch.Tensor) -> list[str]:
     """The configurations where the two versions differ at all: output, final membranes or any record, for
     every built-in scheduler, both input modes and F = 1, 8, 64; and the weight gradients of one training
@@ -67,7 +59,7 @@ def identity_sweep(old_pkg, x: torch.Tensor, labels: torch.Tensor) -> list[str]:
     for pkg in (old_pkg, asyncsnn):
         engine = importlib.import_module(pkg.__name__ + ".engines.async_")
         config = importlib.import_module(pkg.__name__ + ".engines.async_config")
-        net = workload(pkg)
+        net = workload(pkg=pkg)
         for F in (1, 8, 64):
             for scheduler in ("random", "momentum", "fifo", "layer"):
                 for mode in ("prioritized", "scheduled"):
@@ -108,7 +100,7 @@ def main() -> None:
             engine = importlib.import_module(pkg.__name__ + ".engines.async_")
             config = importlib.import_module(pkg.__name__ + ".engines.async_config")
             events = importlib.import_module(pkg.__name__ + ".engines.events").SparseFrames.from_dense(x)
-            net = workload(pkg)
+            net = workload(pkg=pkg)
             opt = torch.optim.Adam(net.parameters(), lr=1e-4)
             for F in (1, 8):
                 cfg = config.AsyncConfig(group_size=F, scheduler="random")
