@@ -190,10 +190,11 @@ def _choose_backend(network, x, config, record_queue, backend, state=None, recor
         x.requires_grad or any(p.requires_grad for p in network.parameters())
     )
     dropout = network.training and config.refractory and config.refractory_dropout > 0
-    if x.device.type == "cuda" or backend == "triton":
+    training = needs_grad or dropout
+    if (x.device.type == "cuda" and not training) or backend == "triton":
         reasons = [
             (x.device.type != "cuda", "the Triton kernel runs on CUDA tensors"),
-            (needs_grad or dropout, "the Triton kernel is inference only (training runs on the reference)"),
+            (training, "the Triton kernel is inference only (training takes backend 'numba' or 'reference')"),
             (record_queue, "record_queue is only recorded by the reference"),
             (record_spikes, "record_spikes is only recorded by the reference and the numba inference kernel"),
             (scheduler_id(config.scheduler_instance) is None, "custom schedulers run on the reference"),
@@ -203,17 +204,18 @@ def _choose_backend(network, x, config, record_queue, backend, state=None, recor
         if not blocked:
             blocked = triton_blockers(network, config, x.dtype)
         if backend in ("numba", "triton") and (blocked or backend == "numba"):
-            needs = "CPU tensors" if backend == "numba" else "; ".join(blocked)
+            needs = "CPU tensors (on CUDA it only trains)" if backend == "numba" else "; ".join(blocked)
             raise ValueError(f"backend={backend!r} cannot run this: {needs}")
         return "reference" if (backend == "reference" or blocked) else "triton"
     reasons = [
         (not numba_available(), "numba is not installed (pip install 'asyncsnn[fast]')"),
         (record_queue, "record_queue is only recorded by the reference"),
         (scheduler_id(config.scheduler_instance) is None, "custom schedulers run on the reference"),
-        (x.device.type != "cpu", "the numba kernel runs on CPU"),
+        # CUDA tensors train through host copies (the compiled training path runs on the CPU)
+        (x.device.type not in ("cpu", "cuda"), "the numba kernels take CPU (or, to train, CUDA) tensors"),
         (not all(isinstance(layer.population, LIF) for layer in network.layers), "LIF populations only"),
     ]
-    if needs_grad or dropout:  # the compiled training path: dense blocks only, from rest
+    if training:  # the compiled training path, from rest
         reasons.append(
             (
                 not all(isinstance(layer.population, LIF) for layer in network.layers)
@@ -233,7 +235,7 @@ def _choose_backend(network, x, config, record_queue, backend, state=None, recor
         raise ValueError("backend='numba' cannot run this: " + "; ".join(blocked))
     if backend == "reference" or blocked:
         return "reference"
-    return "numba-train" if (needs_grad or dropout) else "numba"
+    return "numba-train" if training else "numba"
 
 
 def _run_numba_train(network, x, config, labels, sample_offset=0) -> RunResult:
@@ -241,8 +243,8 @@ def _run_numba_train(network, x, config, labels, sample_offset=0) -> RunResult:
 
     out, job = run_numba_train(network, x, config, labels, sample_offset=sample_offset)
     dtype, B = out.dtype, out.shape[1]
-    records = _records_from_kernel(job.spikes, job.synops, job.input_events, job.rec, dtype)
-    v = torch.from_numpy(job.v_final).to(dtype)
+    records = _records_from_kernel(job.spikes, job.synops, job.input_events, job.rec, dtype, out.device)
+    v = torch.from_numpy(job.v_final).to(device=out.device, dtype=dtype)
     offsets = [0]
     for layer in network.layers:
         offsets.append(offsets[-1] + layer.size)
@@ -253,16 +255,18 @@ def _run_numba_train(network, x, config, labels, sample_offset=0) -> RunResult:
     return RunResult(out, records, state)
 
 
-def _records_from_kernel(spikes, synops, input_events, rec, dtype) -> AsyncRecords:
+def _records_from_kernel(spikes, synops, input_events, rec, dtype, device=None) -> AsyncRecords:
     """Records from a kernel's per-sample arrays (``spikes``, ``synops`` ``[B, L]``, ``rec`` ``[B, 10]``, see
-    :func:`~asyncsnn.engines.kernels.numba_cpu.run_batch`). Each field is a row of one transposed copy per
-    array: a few tensor operations per call, not one per field."""
-    rec = torch.as_tensor(rec).t().contiguous()  # [10, B], float64 (the latency fields stay float64)
+    :func:`~asyncsnn.engines.kernels.numba_cpu.run_batch`), on ``device`` (default: where the arrays are).
+    Each field is a row of one transposed copy per array: a few tensor operations per call, not one per
+    field."""
+    rec = torch.as_tensor(rec, device=device).t().contiguous()  # [10, B], float64 (latencies stay float64)
     counts = rec[[0, 6, 7, 8, 9]].to(dtype)  # micro-steps and event counts take the run's dtype
-    per_layer = torch.cat([torch.as_tensor(spikes), torch.as_tensor(synops)], 1).t().to(dtype).contiguous()
+    per_layer = torch.cat([torch.as_tensor(spikes), torch.as_tensor(synops)], 1)
+    per_layer = per_layer.t().to(device=rec.device, dtype=dtype).contiguous()
     L = per_layer.shape[0] // 2
     return AsyncRecords(
-        input_events=torch.as_tensor(input_events).to(dtype),
+        input_events=torch.as_tensor(input_events, device=rec.device).to(dtype),
         spikes=list(per_layer[:L]),
         synops=list(per_layer[L:]),
         micro_steps=counts[0],

@@ -65,16 +65,47 @@ def test_triton_kernel_on_cuda_equals_reference_on_cpu(make, shape, cfg):
     cases.assert_same_run(a, b)
 
 
-def test_auto_backend_picks_triton_on_cuda_and_the_reference_for_gradients():
+def test_auto_backend_picks_triton_on_cuda_and_the_compiled_training_path_for_gradients():
     gpu = cases.deep_net().cuda()
     x = cases.counts((40,), 3).cuda()
     cfg = AsyncConfig(group_size=2, scheduler="momentum")
     with torch.no_grad():
         assert async_._choose_backend(gpu, x, cfg, False, "auto") == "triton"
         fast = async_.run(gpu, x, cfg)
-    assert async_._choose_backend(gpu, x, cfg, False, "auto") == "reference"  # parameters need a gradient
-    slow = async_.run(gpu, x, cfg)
+    trains_on = "numba-train" if importlib.util.find_spec("numba") else "reference"
+    assert async_._choose_backend(gpu, x, cfg, False, "auto") == trains_on  # parameters need a gradient
+    slow = async_.run(gpu, x, cfg, backend="reference")
     cases.assert_same_run(slow, fast)
+    with torch.no_grad(), pytest.raises(ValueError, match="on CUDA it only trains"):
+        async_.run(gpu, x, cfg, backend="numba")
+
+
+@pytest.mark.parametrize(
+    "make, shape", [(cases.deep_net, (40,)), (cases.conv_net, (2, 6, 6))], ids=["dense", "conv"]
+)
+@pytest.mark.parametrize("cfg", cases.CONFIGS[:5], ids=range(5))
+def test_training_on_cuda_runs_the_compiled_kernel_on_host_copies(make, shape, cfg):
+    """A CUDA network trains through the numba training kernel (parameters copied to the host, output and
+    gradients copied back): the CPU's results, and the reference's gradients on the GPU."""
+    pytest.importorskip("numba")
+    cpu, gpu = make(), make().cuda()
+    x, labels = cases.counts(shape, 1), torch.tensor([0, 3, 1])
+    a = async_.run(cpu, x, cfg, labels=labels, backend="numba")
+    b = async_.run(gpu, x.cuda(), cfg, labels=labels.cuda())  # auto: the compiled training path
+    ref = async_.run(gpu, x.cuda(), cfg, labels=labels.cuda(), backend="reference")
+    assert b.output.is_cuda and b.output.requires_grad
+    assert b.records.micro_steps.is_cuda and b.state[0].v.is_cuda
+    cases.assert_same_run(a, b)
+    cases.assert_same_run(ref, b)
+    w = torch.randn(a.output.shape, dtype=a.output.dtype, generator=torch.Generator().manual_seed(4))
+    g_cpu = torch.autograd.grad((a.output * w).sum(), list(cpu.parameters()))
+    g_gpu = torch.autograd.grad((b.output * w.cuda()).sum(), list(gpu.parameters()))
+    g_ref = torch.autograd.grad((ref.output * w.cuda()).sum(), list(gpu.parameters()))
+    assert any(g.abs().max() > 0 for g in g_cpu)
+    for p, q, r in zip(g_cpu, g_gpu, g_ref):
+        assert q.is_cuda and q.dtype == p.dtype
+        torch.testing.assert_close(q.cpu(), p, rtol=1e-12, atol=1e-12)  # the same kernel on the same numbers
+        torch.testing.assert_close(q, r, rtol=1e-9, atol=1e-12)
 
 
 def test_spike_trains_on_cuda_run_on_the_reference_and_the_triton_kernel_refuses_them():

@@ -39,6 +39,12 @@ def build(kind: str, sizes, seed: int, reset: str, bias: bool) -> Network:
         for a, b in zip(sizes[:-1], sizes[1:]):
             mods += [nn.Linear(a, b, bias=bias), lif()]
         return dyadic(Network(*mods, input_shape=(sizes[0],)).double(), seed)
+    if kind == "pool":  # a parameter-free block: pooling into a population of its own
+        net = Network(
+            nn.Conv2d(2, 3, 3, padding=1, bias=bias), lif(), nn.AvgPool2d(2), LIF(threshold=0.2),
+            nn.Flatten(), nn.Linear(3 * 3 * 3, 4, bias=bias), lif(), input_shape=(2, 6, 6),
+        )  # fmt: skip
+        return dyadic(net.double(), seed)
     net = Network(
         nn.Conv2d(2, 3, 3, padding=1, bias=bias), lif(), nn.AvgPool2d(2), nn.Flatten(),
         nn.Linear(3 * 3 * 3, 4, bias=bias), lif(), input_shape=(2, 6, 6),
@@ -134,12 +140,16 @@ def test_the_cuda_kernel_is_refused_with_reasons_for_cpu_tensors_and_gradients()
 
 @pytest.mark.parametrize("scheduler", ["random", "momentum", "fifo"])
 @pytest.mark.parametrize("input_mode", ["prioritized", "scheduled"])
-def test_compiled_training_of_conv_networks_gives_the_reference_gradients(scheduler, input_mode):
-    net = build("conv", [1, 1], 7, "zero", True)
+@pytest.mark.parametrize("kind", ["conv", "pool"])
+def test_compiled_training_of_conv_networks_gives_the_reference_gradients(scheduler, input_mode, kind):
+    net = build(kind, [1, 1], 7, "zero", True)
     g = torch.Generator().manual_seed(8)
     x = torch.randint(0, 3, (6, 3, *net.input_shape), generator=g).double()
     x = x * (torch.rand(x.shape, generator=g) < 0.3)
-    cfg = AsyncConfig(group_size=2, scheduler=scheduler, input_mode=input_mode, max_steps=6)
+    # the deeper "pool" network needs more micro-steps per frame for its output layer to fire
+    cfg = AsyncConfig(
+        group_size=2, scheduler=scheduler, input_mode=input_mode, max_steps=6 if kind == "conv" else 20
+    )
     ref = async_.run(net, x, cfg, backend="reference")
     fast = async_.run(net, x, cfg, backend="numba")
     assert torch.equal(ref.output.detach(), fast.output.detach())

@@ -83,6 +83,25 @@ def test_async_engine_trains_the_cpu_weights_on_cuda(tmp_path, reference_engine)
     assert cpu.history[-1]["test"]["micro_steps"] > 0  # asynchronous records were taken
 
 
+def test_async_engine_trains_on_cuda_through_the_compiled_kernel(tmp_path, monkeypatch):
+    """With numba a CUDA run trains through the compiled kernel on host copies: the CPU's weights."""
+    pytest.importorskip("numba")
+    from asyncsnn.engines import async_
+
+    devices = []  # the device of every compiled training call
+    original = async_._run_numba_train
+
+    def spy(network, *args, **kwargs):
+        devices.append(next(network.parameters()).device.type)
+        return original(network, *args, **kwargs)
+
+    monkeypatch.setattr(async_, "_run_numba_train", spy)
+    cpu = train_float64(tmp_path, "cpu", "cpu", **ASYNC)
+    cuda = train_float64(tmp_path, "cuda", "cuda", **ASYNC)
+    assert "cpu" in devices and "cuda" in devices
+    assert_same_training(cpu, cuda)
+
+
 def test_spiking_gamma_online_training_on_cuda_matches_the_cpu(tmp_path, write_fake_vowels):
     """The closed-form online path (gamma_fast) and the per-step loss work on the data's device."""
     write_fake_vowels(tmp_path / "data" / "japanese-vowels")

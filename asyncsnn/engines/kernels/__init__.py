@@ -232,18 +232,21 @@ def numba_trainable(network: Network) -> bool:
 class _AsyncTrain(torch.autograd.Function):
     """Forward through the compiled schedule with a tape; backward replays the tape (gradient rules R1-R4).
 
-    Inputs: the job, then per layer its weights and bias (see :func:`run_numba_train`)."""
+    Inputs: the job, then per layer its weights and bias (see :func:`run_numba_train`). The kernels run on
+    the CPU: parameters on another device (CUDA) are copied to the host, and the output and the gradients
+    copied back to their device."""
 
     @staticmethod
     def forward(ctx, job, *params):  # type: ignore[override]
         ctx.job = job
-        ctx.params = [(p.shape, p.dtype) if p is not None else None for p in params]
+        ctx.params = [(p.shape, p.dtype, p.device) if p is not None else None for p in params]
         weights, bias = job.flat_parameters(params)
-        return job.forward(weights, bias).to(torch.from_numpy(weights).dtype)
+        out = job.forward(weights, bias).to(torch.from_numpy(weights).dtype)
+        return out.to(params[0].device)
 
     @staticmethod
     def backward(ctx, g_out):  # type: ignore[override]
-        g_w, g_b = ctx.job.backward(g_out.detach().double().contiguous().numpy())
+        g_w, g_b = ctx.job.backward(g_out.detach().double().cpu().contiguous().numpy())
         return None, *ctx.job.parameter_gradients(g_w, g_b, ctx.params, ctx.needs_input_grad[1:])
 
 
@@ -281,33 +284,36 @@ class _TrainJob:
         """The kernel's CSR weights and bias currents from the layers' ``(weights, bias)`` inputs, in the
         weights' common precision."""
         a = self.a
-        dtype = np.result_type(*[params[2 * i].detach().numpy().dtype for i in range(a["L"])])
+        host = [None if p is None else p.detach().cpu().numpy() for p in params]  # one copy each, if on a GPU
+        dtype = np.result_type(*[host[2 * i].dtype for i in range(a["L"])])
         w = np.empty(int(a["ptr"][-1]), dtype=dtype)
         bias = np.zeros(int(a["neu_off"][-1]), dtype=dtype)
         for i, (lo, hi, b0, b1) in enumerate(self._segments()):
-            weights, b = params[2 * i].detach().numpy(), params[2 * i + 1]
+            weights, b = host[2 * i], host[2 * i + 1]
             if self.linear[i]:  # the CSR rows are the weight's columns
                 w[lo:hi].reshape(weights.shape[1], weights.shape[0])[...] = weights.T
             else:
                 w[lo:hi] = weights
             if b is not None:
-                bias[b0:b1] = b.detach().numpy()
+                bias[b0:b1] = b
         return w, bias
 
     def parameter_gradients(self, g_w, g_b, params, needed) -> list:
         """The gradients of the inputs of :meth:`flat_parameters`, from the chunks' gradients of the CSR
-        weights and bias currents (:meth:`backward`)."""
+        weights and bias currents (:meth:`backward`), on the parameters' devices."""
         grads: list = []
         for i, (lo, hi, b0, b1) in enumerate(self._segments()):
-            (w_shape, w_dtype), bias = params[2 * i], params[2 * i + 1]
+            (w_shape, w_dtype, w_device), bias = params[2 * i], params[2 * i + 1]
             g = None
             if needed[2 * i]:
                 g = _sum_rows(g_w[:, lo:hi])
                 if self.linear[i]:  # back to the weight's layout
                     g = np.ascontiguousarray(g.reshape(w_shape[1], w_shape[0]).T)
-                g = torch.from_numpy(g).to(w_dtype)
+                g = torch.from_numpy(g).to(device=w_device, dtype=w_dtype)
             grads.append(g)
-            g = torch.from_numpy(_sum_rows(g_b[:, b0:b1])).to(bias[1]) if needed[2 * i + 1] else None
+            g = None
+            if needed[2 * i + 1]:
+                g = torch.from_numpy(_sum_rows(g_b[:, b0:b1])).to(device=bias[2], dtype=bias[1])
             grads.append(g)
         return grads
 
@@ -481,7 +487,8 @@ def _csr_weights(network: Network, index: int) -> torch.Tensor:
 def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None, sample_offset: int = 0):
     """Differentiable run through the compiled training path (sample ``b`` draws its random numbers as
     sample ``sample_offset + b``). Returns the output (with a gradient to the parameters) and the job holding
-    the records."""
+    the records. A network on CUDA trains through host copies: the kernels run on the CPU, the output and the
+    gradients come back to the network's device."""
     from asyncsnn.engines.events import SparseFrames
 
     events = x if isinstance(x, SparseFrames) else SparseFrames.from_dense(x)
@@ -492,8 +499,10 @@ def run_numba_train(network: Network, x, cfg, labels, threads: int | None = None
         if linear is not None:  # passed as they are: no PyTorch copies (and no thread team) per step
             params += [linear.weight, linear.bias]
         else:  # CSR weights and bias currents computed by PyTorch (differentiable)
-            param = next(layer.synapse.parameters())
-            zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype)
+            # a parameter-free block (pooling) takes the network's dtype and device, as in _csr_weights
+            param = next(layer.synapse.parameters(), None)
+            param = next(network.parameters()) if param is None else param
+            zero = torch.zeros(1, *layer.in_shape, dtype=param.dtype, device=param.device)
             params += [_csr_weights(network, i), apply_synapse(layer.synapse, zero).reshape(-1)]
     out = _AsyncTrain.apply(job, *params)
     return out, job
