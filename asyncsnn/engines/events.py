@@ -66,7 +66,7 @@ class SparseFrames:
         b, t, i = flat.nonzero(as_tuple=True)  # lexicographic: sample, frame, channel
         counts = torch.bincount(b * T + t, minlength=B * T)
         ptr = np.zeros(B * T + 1, dtype=np.int64)
-        ptr[1:] = counts.cumsum(0).numpy()
+        ptr[1:] = counts.cumsum(0).cpu().numpy()
         value = flat[b, t, i].cpu().numpy()
         return cls(ptr, i.cpu().numpy(), value, T, B, frame_shape, x.dtype)
 

@@ -29,7 +29,7 @@ def test_async_reference_on_cuda_equals_cpu(scheduler):
     x = (torch.rand(20, 4, 40, generator=torch.Generator().manual_seed(1)) < 0.2).double()
     cfg = AsyncConfig(group_size=3, scheduler=scheduler)
     a = async_.run(cpu, x, cfg)
-    b = async_.run(gpu, x.cuda(), cfg)
+    b = async_.run(gpu, x.cuda(), cfg, backend="reference")
     assert torch.equal(a.output.detach(), b.output.detach().cpu())
     w = torch.randn(a.output.shape, dtype=torch.float64)
     ga = torch.autograd.grad((a.output * w).sum(), list(cpu.parameters()))

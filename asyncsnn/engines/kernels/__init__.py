@@ -272,7 +272,7 @@ class _TrainJob:
         self.sg_scale = np.array([float(p.surrogate.scale) for p in pops])
         B = events.batch_size
         self.n_chunks = max(1, min(threads, B))
-        self.labels = (labels if labels is not None else torch.full((B,), -1)).to(torch.int64).numpy()
+        self.labels = (labels if labels is not None else torch.full((B,), -1)).to(torch.int64).cpu().numpy()
         self.spikes = np.zeros((B, L))
         self.synops = np.zeros((B, L))
         self.input_events = np.zeros(B)
