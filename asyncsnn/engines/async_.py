@@ -123,10 +123,11 @@ def run(
     population's train equals ``output``; a hidden population's, summed over frames and neurons, equals
     ``records.spikes``. Recorded by the reference and the numba inference kernel only.
 
-    ``backend``: ``"reference"`` (this module, differentiable), ``"numba"`` (compiled CPU kernels),
-    ``"triton"`` (CUDA kernel, inference only) or ``"auto"``: on CPU numba when it is installed, on CUDA
-    Triton when the run needs no gradient; either only with a built-in scheduler, no queue trace and (Triton,
-    or numba with a gradient) no spike trains; the reference otherwise.
+    ``backend``: ``"reference"`` (this module, differentiable), ``"numba"`` (compiled CPU kernels; a CUDA
+    network trains through them on host copies), ``"triton"`` (CUDA kernel, inference only) or ``"auto"``:
+    on CPU numba when it is installed, on CUDA Triton when the run needs no gradient and numba when it does;
+    either only with a built-in scheduler, no queue trace and (Triton, or numba with a gradient) no spike
+    trains; the reference otherwise.
 
     ``sample_offset`` (a non-negative int): sample ``b`` of the batch draws its random numbers (``random``
     scheduler keys, the ``momentum`` tie-break noise, refractory dropout) as sample ``sample_offset + b``. A
