@@ -44,6 +44,7 @@ import functools
 import numbers
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from asyncsnn.engines.async_config import AsyncConfig
@@ -258,28 +259,37 @@ def _run_numba_train(network, x, config, labels, sample_offset=0) -> RunResult:
 
 def _records_from_kernel(spikes, synops, input_events, rec, dtype, device=None) -> AsyncRecords:
     """Records from a kernel's per-sample arrays (``spikes``, ``synops`` ``[B, L]``, ``rec`` ``[B, 10]``, see
-    :func:`~asyncsnn.engines.kernels.numba_cpu.run_batch`), on ``device`` (default: where the arrays are).
-    Each field is a row of one transposed copy per array: a few tensor operations per call, not one per
-    field."""
-    rec = torch.as_tensor(rec, device=device).t().contiguous()  # [10, B], float64 (latencies stay float64)
-    counts = rec[[0, 6, 7, 8, 9]].to(dtype)  # micro-steps and event counts take the run's dtype
-    per_layer = torch.cat([torch.as_tensor(spikes), torch.as_tensor(synops)], 1)
-    per_layer = per_layer.t().to(device=rec.device, dtype=dtype).contiguous()
-    L = per_layer.shape[0] // 2
+    :func:`~asyncsnn.engines.kernels.numba_cpu.run_batch`; numpy arrays or tensors), on ``device`` (default:
+    where the arrays are). Every field is a row of one block assembled on the host: a call makes a handful of
+    tensors, not one or more per field (each costs microseconds; an inference call, a few milliseconds)."""
+    if device is None:
+        device = rec.device if isinstance(rec, torch.Tensor) else torch.device("cpu")
+    spikes, synops, input_events, rec = (
+        a.cpu().numpy() if isinstance(a, torch.Tensor) else a for a in (spikes, synops, input_events, rec)
+    )
+    L = spikes.shape[1]
+    # rows: input events, spikes and SynOps per layer, micro-steps and the event counts, in the run's dtype
+    # (cast by numpy: one operation less), and the five latency records (float64, NaN where never)
+    counts = np.concatenate(
+        [input_events[None], spikes.T, synops.T, rec.T[[0, 6, 7, 8, 9]]],
+        dtype=np.float64 if dtype == torch.float64 else np.float32,
+    )
+    counts = torch.from_numpy(counts).to(device=device, dtype=dtype).unbind(0)
+    latencies = torch.from_numpy(np.ascontiguousarray(rec.T[1:6])).to(device).unbind(0)
     return AsyncRecords(
-        input_events=torch.as_tensor(input_events, device=rec.device).to(dtype),
-        spikes=list(per_layer[:L]),
-        synops=list(per_layer[L:]),
-        micro_steps=counts[0],
-        micro_steps_to_first_output=rec[1],
-        micro_steps_to_first_correct=rec[2],
-        micro_steps_to_decision=rec[3],
-        spikes_before_first_output=rec[4],
-        spikes_before_first_correct=rec[5],
-        emitted_events=counts[1],
-        delivered_events=counts[2],
-        dropped_events=counts[3],
-        pending_at_end=counts[4],
+        input_events=counts[0],
+        spikes=list(counts[1 : L + 1]),
+        synops=list(counts[L + 1 : 2 * L + 1]),
+        micro_steps=counts[2 * L + 1],
+        micro_steps_to_first_output=latencies[0],
+        micro_steps_to_first_correct=latencies[1],
+        micro_steps_to_decision=latencies[2],
+        spikes_before_first_output=latencies[3],
+        spikes_before_first_correct=latencies[4],
+        emitted_events=counts[2 * L + 2],
+        delivered_events=counts[2 * L + 3],
+        dropped_events=counts[2 * L + 4],
+        pending_at_end=counts[2 * L + 5],
     )
 
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,7 @@ from asyncsnn.network import Network, apply_synapse
 _SCHED_IDS = {RandomScheduler: 0, MomentumScheduler: 1, FifoScheduler: 2, LayerScheduler: 3}
 
 
+@functools.cache
 def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
@@ -94,7 +96,8 @@ def _structure_arrays(network: Network) -> dict:
             tgts.append(tgt)
             fans.append(network.fan_out(i).double())
         return dict(
-            L=L, sizes=sizes, neu_off=neu_off, src_off=src_off, dense_src=dense_src,
+            L=L, sizes=sizes, size_list=[int(n) for n in sizes], neu_off=neu_off, src_off=src_off,
+            dense_src=dense_src,
             ptr=torch.cat(ptrs).numpy(), tgt=torch.cat(tgts).numpy(), fan=torch.cat(fans).numpy(),
         )  # fmt: skip
 
@@ -125,14 +128,23 @@ def _synapse_tensors(network: Network, dtype: torch.dtype) -> tuple[torch.Tensor
     return torch.cat(bias).to(dtype), torch.cat(w).to(dtype)
 
 
+def _tensors_of(modules) -> list[torch.Tensor]:
+    """The parameters and buffers of ``modules`` and their children, for the caches' stamps. A plain walk of
+    the modules' dictionaries: ``Module.parameters()`` would cost more than the rest of a cache lookup."""
+    found, stack = [], list(modules)
+    while stack:
+        module = stack.pop()
+        found += [t for t in (*module._parameters.values(), *module._buffers.values()) if t is not None]
+        stack += module._modules.values()
+    return found
+
+
 def _population_tensors(network: Network) -> list[torch.Tensor]:
-    return [
-        t for layer in network.layers for t in (*layer.population.parameters(), *layer.population.buffers())
-    ]
+    return _tensors_of(layer.population for layer in network.layers)
 
 
 def _synapse_block_tensors(network: Network) -> list[torch.Tensor]:
-    return [t for layer in network.layers for t in (*layer.synapse.parameters(), *layer.synapse.buffers())]
+    return _tensors_of(layer.synapse for layer in network.layers)
 
 
 def _reset_zero(network: Network) -> np.ndarray:
@@ -174,6 +186,15 @@ def _network_arrays(network: Network, dtype: torch.dtype) -> dict:
     return {**_structure_arrays(network), **_neuron_arrays(network, dtype), **_synapse_arrays(network, dtype)}
 
 
+@functools.cache
+def _numba_cpu():
+    """The inference kernel's module, imported on first use (numba is optional); cached, since an import
+    statement in :func:`run_numba` costs tens of microseconds after a kernel call has cooled the caches."""
+    from asyncsnn.engines.kernels import numba_cpu
+
+    return numba_cpu
+
+
 def run_numba(
     network: Network, x, cfg, state, labels, sample_offset: int = 0, *, record_spikes: bool = False
 ):
@@ -183,7 +204,6 @@ def run_numba(
     and records, the final membranes per population ``[B, n]``, and with ``record_spikes`` the spikes each
     population emitted per frame ``[T, B, n]`` (None otherwise)."""
     from asyncsnn.engines.events import SparseFrames
-    from asyncsnn.engines.kernels.numba_cpu import run_batch
 
     events = x if isinstance(x, SparseFrames) else SparseFrames.from_dense(x)
     T, B, dtype = events.num_steps, events.batch_size, events.dtype
@@ -194,7 +214,7 @@ def run_numba(
         v_init = np.zeros((B, n_total), dtype=np_dtype)
     else:
         v_init = torch.cat([s.v.reshape(B, -1) for s in state], 1).detach().to(dtype).numpy().copy()
-    lab = (labels if labels is not None else torch.full((B,), -1)).to(torch.int64).numpy()
+    lab = np.full(B, -1, dtype=np.int64) if labels is None else labels.to(torch.int64).numpy()
     out = np.zeros((T, B, int(a["sizes"][-1])), dtype=np_dtype)
     v_final = np.zeros_like(v_init)
     spikes = np.zeros((B, L), dtype=np.float64)
@@ -202,7 +222,7 @@ def run_numba(
     input_events = np.zeros(B, dtype=np.float64)
     rec = np.zeros((B, 10), dtype=np.float64)
     spike_train = np.zeros((T, B, n_total) if record_spikes else (0, 0, 0), dtype=np_dtype)
-    run_batch(
+    _numba_cpu().run_batch(
         T, B, L, a["neu_off"], a["src_off"], a["dense_src"],
         a["beta"], a["thr"], a["bias"], a["reset_zero"],
         a["ptr"], a["tgt"], a["w"], a["fan"],
@@ -215,12 +235,9 @@ def run_numba(
         -1 if cfg.stop_after_output is None else cfg.stop_after_output, cfg.carry_over,
         out, v_final, spikes, synops, input_events, rec, spike_train,
     )  # fmt: skip
-    vt = torch.from_numpy(v_final)
-    v_list = [vt[:, a["neu_off"][i] : a["neu_off"][i + 1]] for i in range(L)]
-    trains = None
-    if record_spikes:
-        per_frame = torch.from_numpy(spike_train)
-        trains = [per_frame[:, :, a["neu_off"][i] : a["neu_off"][i + 1]] for i in range(L)]
+    sizes = a["size_list"]
+    v_list = torch.from_numpy(v_final).split(sizes, 1)
+    trains = torch.from_numpy(spike_train).split(sizes, 2) if record_spikes else None
     return torch.from_numpy(out), spikes, synops, input_events, rec, v_list, trains
 
 
