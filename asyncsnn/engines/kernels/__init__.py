@@ -384,8 +384,8 @@ class _TrainJob:
         from asyncsnn.engines.kernels.numba_train import add_gathered, backward_chunk
 
         a, n = self.a, self.n_chunks
-        g_w = np.zeros((n, self.w.shape[0]), dtype=self.w.dtype)
-        g_b = np.zeros((n, int(a["neu_off"][-1])))
+        g_w = np.empty((n, self.w.shape[0]), dtype=self.w.dtype)  # cleared by the threads
+        g_b = np.empty((n, int(a["neu_off"][-1])))
         g_min, slot_off, cptr, cslot, camp = self._gather_plan()
         gather = np.empty((int(slot_off[-1]), int(a["neu_off"][1])), dtype=self.w.dtype)
         args = (

@@ -610,7 +610,10 @@ def backward_chunk(
     reset_zero, detach_reset, sg_kind, sg_scale, csr_ptr, csr_tgt, csr_w, dense_src, g_w, g_bias,
     gather, slot_off, g_min,
 ):  # fmt: skip
-    """:func:`backward_sample` for samples ``first, first + step, ...`` (one thread's share, in one call)."""
+    """:func:`backward_sample` for samples ``first, first + step, ...`` (one thread's share, in one call),
+    into this thread's gradients ``g_w`` and ``g_bias``, which it clears first (in parallel, not before)."""
+    g_w[:] = 0.0
+    g_bias[:] = 0.0
     for b in range(first, lengths.shape[0], step):
         backward_sample(
             b, ops[b], ev_i[b], ev_u[b], it_i[b], it_amp[b], held[b], held_t[b], outs[b], lengths[b],
