@@ -99,6 +99,78 @@ def _surrogate(kind, scale, x):
     return scale * sig * (1 - sig)
 
 
+@njit(cache=True, inline="always")
+def _lucky(seed, sample_id, step, layer, neuron, dropout):
+    """Refractory dropout: whether a refractory neuron may fire anyway at this evaluation."""
+    return _hash(seed, sample_id, step, layer, neuron, SALT_DROPOUT) / MODULUS < dropout
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _evaluate_dense(
+    v, current, flags, thr, ev_i, ev_u, silent_id, silent_list, fired_j, fired_e,
+    base, n, n_ev, listed, refractory, holding, synced, ending, rides, dropout, seed, sample_id, step, s,
+):  # fmt: skip
+    """A delivery to a dense block (neurons ``base .. base + n - 1``, layer ``s``): integrate every neuron's
+    current (a refractory one discards it when ``holding``), then evaluate, in order:
+
+    - after real events, the neurons that may fire (not refractory, or let through by refractory dropout;
+      none unless ``synced``: the layer got the synchronization threshold's events);
+    - at frame end (``ending``, R3), gradient-only evaluations: every neuron if the source layer's silent
+      evaluations rode along (``rides > 0``), else those not evaluated in this frame.
+
+    Each evaluation goes on the tape from ``n_ev`` on; one that does not fire becomes its neuron's latest
+    silent evaluation and joins the silent list (its free places from ``listed`` on); the spikes are listed
+    in ``fired_j`` (neuron) and ``fired_e`` (evaluation id) for the caller. Returns ``(n_ev, number of spikes,
+    neurons evaluated for the first time this frame, listed)``. The rules of the general loop of
+    :func:`forward_sample`, in a small function: the per-neuron loop keeps its values in registers, and
+    ``_nrt=False`` avoids reference counting."""
+    ub, un = np.uint64(base), np.uint64(n)
+    if refractory and holding:
+        for q in range(un):
+            x = current[ub + q]
+            current[ub + q] = 0.0
+            v[ub + q] = v[ub + q] if flags[ub + q] & F_REFR else v[ub + q] + x
+    else:
+        for q in range(un):
+            v[ub + q] += current[ub + q]
+            current[ub + q] = 0.0
+    n_fired = 0
+    n_new = 0
+    if not (synced or ending):
+        return n_ev, n_fired, n_new, listed
+    for q in range(un):
+        j = ub + q
+        f = flags[j]
+        if ending:
+            if rides == 0 and f & F_EVALUATED:
+                continue
+            kind = GRAD_ONLY
+        else:
+            if refractory and f & F_REFR:  # (the neuron index as a signed int: it enters the hash)
+                if dropout <= 0.0 or not _lucky(seed, sample_id, step, s, np.int64(q), dropout):
+                    continue
+            kind = FIRED if v[j] > thr[j] else SILENT
+        ev_i[n_ev, EV_NEURON] = j
+        ev_i[n_ev, EV_KIND] = kind
+        ev_i[n_ev, EV_NEXT] = -1
+        ev_u[n_ev] = v[j]
+        n_new += (f & F_EVALUATED) == 0
+        f |= F_EVALUATED
+        if kind == FIRED:
+            fired_j[n_fired] = j
+            fired_e[n_fired] = n_ev
+            n_fired += 1
+            flags[j] = f
+        else:
+            silent_id[j] = n_ev
+            if not f & F_LISTED:
+                silent_list[listed] = j
+                listed += 1
+            flags[j] = f | F_SILENT | F_LISTED
+        n_ev += 1
+    return n_ev, n_fired, n_new, listed
+
+
 @njit(cache=True, nogil=True)
 def forward_sample(
     b, T, n_layers, neu_off, src_off,
@@ -131,6 +203,8 @@ def forward_sample(
     silent_list = np.empty(N, dtype=np.int64)  # per layer (from neu_off[l]): neurons that turned silent
     n_silent = np.zeros(n_layers, dtype=np.int64)
     touched = np.empty(N, dtype=np.int64)  # sparse blocks: targets reached in this delivery
+    fired_j = np.empty(N, dtype=np.int64)  # dense blocks: the spikes of a delivery (neuron, evaluation id)
+    fired_e = np.empty(N, dtype=np.int64)
     counts = np.zeros(N)  # events received this frame (sparse blocks)
     n_evaluated = np.zeros(n_layers, dtype=np.int64)
     n_refr = np.zeros(n_layers, dtype=np.int64)  # neurons that fired this frame, per layer
@@ -341,55 +415,73 @@ def forward_sample(
                 ops[o, OP_EV0] = n_ev
                 n_op += 1
                 # integrate, then evaluate: dense blocks reach the whole layer; sparse ones the touched
-                # targets, except at frame end and frame start, where every neuron of the layer is checked
+                # targets, except at frame end and frame start, where every neuron of the layer is checked.
+                # A dense block (most deliveries) takes a compiled helper that lists the spikes; the loop
+                # below then handles only those.
+                fast = dense and (has_real or ending)
+                if fast:
+                    n_ev, n_loop, n_new, listed = _evaluate_dense(
+                        v, current, flags, thr, ev_i, ev_u, silent_id, silent_list, fired_j, fired_e,
+                        base, n, n_ev, neu_off[s] + n_silent[s], refractory, holding,
+                        layer_count[s] >= sync_threshold, ending, rides, dropout, seed, sample_id,
+                        int(st[STEP]), s,
+                    )  # fmt: skip
+                    n_evaluated[s] += n_new
+                    n_silent[s] = listed - neu_off[s]
                 whole = dense or ending or rnd == 0
-                for q in range(n if whole else n_touch):
-                    j = base + q if whole else touched[q]
-                    f = flags[j]
-                    refractory_j = refractory and (f & F_REFR) != 0
-                    if not (holding and refractory_j):
-                        v[j] += current[j]
-                    current[j] = 0.0
-                    if dense:  # F_TOUCHED and F_REAL are never set
-                        reached = False
-                        real = has_real
+                if not fast:
+                    n_loop = n if whole else n_touch
+                for q in range(n_loop):
+                    if fast:
+                        j, eid = fired_j[q], fired_e[q]
+                        f = flags[j]
                     else:
-                        reached = (f & F_TOUCHED) != 0
-                        real = (f & F_REAL) != 0
-                        f &= ~(F_TOUCHED | F_REAL)
-                        flags[j] = f
-                    if ending:
-                        kind = GRAD_ONLY if ((rides > 0 if dense else reached) or not f & F_EVALUATED) else -1
-                    elif real:
-                        free = not refractory_j
-                        if not free and dropout > 0:
-                            lucky = _hash(seed, sample_id, int(st[STEP]), s, j - base, SALT_DROPOUT) / MODULUS
-                            free = lucky < dropout
-                        received = layer_count[s] if dense else counts[j]
-                        if not free or received < sync_threshold:
-                            kind = -1
+                        j = base + q if whole else touched[q]
+                        f = flags[j]
+                        refractory_j = refractory and (f & F_REFR) != 0
+                        if not (holding and refractory_j):
+                            v[j] += current[j]
+                        current[j] = 0.0
+                        if dense:  # F_TOUCHED and F_REAL are never set
+                            reached = False
+                            real = has_real
                         else:
-                            kind = FIRED if v[j] > thr[j] else SILENT
-                    else:  # R2: reached only by ride-alongs, or not by the prioritized input frame
-                        kind = GRAD_ONLY if not refractory_j else -1
-                    if kind < 0:
-                        continue
-                    eid = n_ev
-                    ev_i[eid, EV_NEURON] = j
-                    ev_i[eid, EV_KIND] = kind
-                    ev_i[eid, EV_NEXT] = -1
-                    ev_u[eid] = v[j]
-                    n_ev += 1
-                    if not f & F_EVALUATED:
-                        f |= F_EVALUATED
-                        n_evaluated[s] += 1
-                    if kind != FIRED:
-                        silent_id[j] = eid
-                        if not f & F_LISTED:  # listed at most once between rides: the list never overflows
-                            silent_list[neu_off[s] + n_silent[s]] = j
-                            n_silent[s] += 1
-                        flags[j] = f | F_SILENT | F_LISTED
-                        continue
+                            reached = (f & F_TOUCHED) != 0
+                            real = (f & F_REAL) != 0
+                            f &= ~(F_TOUCHED | F_REAL)
+                            flags[j] = f
+                        if ending:
+                            evaluated = (f & F_EVALUATED) != 0
+                            kind = GRAD_ONLY if ((rides > 0 if dense else reached) or not evaluated) else -1
+                        elif real:
+                            free = not refractory_j
+                            if not free and dropout > 0:
+                                free = _lucky(seed, sample_id, int(st[STEP]), s, j - base, dropout)
+                            received = layer_count[s] if dense else counts[j]
+                            if not free or received < sync_threshold:
+                                kind = -1
+                            else:
+                                kind = FIRED if v[j] > thr[j] else SILENT
+                        else:  # R2: reached only by ride-alongs, or not by the prioritized input frame
+                            kind = GRAD_ONLY if not refractory_j else -1
+                        if kind < 0:
+                            continue
+                        eid = n_ev
+                        ev_i[eid, EV_NEURON] = j
+                        ev_i[eid, EV_KIND] = kind
+                        ev_i[eid, EV_NEXT] = -1
+                        ev_u[eid] = v[j]
+                        n_ev += 1
+                        if not f & F_EVALUATED:
+                            f |= F_EVALUATED
+                            n_evaluated[s] += 1
+                        if kind != FIRED:
+                            silent_id[j] = eid
+                            if not f & F_LISTED:  # at most once between rides: the list never overflows
+                                silent_list[neu_off[s] + n_silent[s]] = j
+                                n_silent[s] += 1
+                            flags[j] = f | F_SILENT | F_LISTED
+                            continue
                     flags[j] = (f | F_REFR) & ~F_SILENT
                     n_refr[s] += 1
                     u = v[j]
