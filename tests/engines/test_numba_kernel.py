@@ -248,9 +248,35 @@ def _compiled_grads(net: Network, x: torch.Tensor, cfg: AsyncConfig, threads: in
     return out, torch.autograd.grad((out * w).sum(), list(net.parameters()))
 
 
+def test_threads_claim_every_sample_exactly_once():
+    """The forward pass's threads take samples from a shared atomic counter: each index goes to one thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numba import njit
+
+    from asyncsnn.engines.kernels.numba_train import claim
+
+    @njit(nogil=True)
+    def take(counter, n, taken):  # taken: this thread's row
+        while True:
+            i = claim(counter)
+            if i >= n:
+                return
+            for _ in range(100):  # some work, so that the threads interleave
+                taken[i] += 1
+
+    n, threads = 20000, 4
+    counter, taken = np.zeros(1, dtype=np.int64), np.zeros((threads, n), dtype=np.int64)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda k: take(counter, n, taken[k]), range(threads)))
+    assert counter[0] == n + threads  # each thread's last claim is past the end
+    assert ((taken > 0).sum(0) == 1).all()  # every index claimed by exactly one thread
+
+
 @pytest.mark.parametrize("batch, threads", [(1, 1), (1, 4), (3, 4), (4, 3), (5, 2)])
 def test_compiled_training_splits_any_batch_over_threads(batch, threads):
-    """Each thread runs every ``threads``-th sample in one kernel call; small batches leave threads idle."""
+    """Threads claim the samples as they go (forward) or take every ``threads``-th one (backward); small
+    batches leave threads idle; results are the reference's whatever the split."""
     net = _training_net(0)
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 3, (8, batch, 6), generator=g).double()

@@ -270,9 +270,10 @@ class _AsyncTrain(torch.autograd.Function):
 class _TrainJob:
     """Holds the arrays and the samples' tapes between the forward and the backward pass.
 
-    Samples are split into ``threads`` chunks (chunk ``k``: samples ``k, k + threads, ...``), each run by one
-    thread in one compiled call; the backward pass sums the chunks' gradients in chunk order, so results do
-    not depend on how the threads are scheduled."""
+    ``threads`` threads run each pass, one compiled call each. In the forward pass they claim the samples one
+    by one as they go (a slower core does fewer); in the backward pass thread ``k`` replays samples ``k,
+    k + threads, ...`` into its own gradient rows, summed in thread order afterwards, so results do not depend
+    on how the threads are scheduled."""
 
     def __init__(self, network: Network, events, cfg, labels, threads: int, sample_offset: int = 0) -> None:
         from asyncsnn.engines.kernels.numba_train import SURROGATE_IDS
@@ -369,7 +370,8 @@ class _TrainJob:
         while samples.size:
             n = min(self.n_chunks, samples.size)
             tail = (*self.tape, self.lengths, ok)
-            _in_threads(lambda k, s=samples, n=n, tail=tail: forward_chunk(s, k, n, *args, *tail), n)
+            counter = np.zeros(1, dtype=np.int64)  # the threads claim the samples one by one
+            _in_threads(lambda k, s=samples, c=counter, tail=tail: forward_chunk(s, c, *args, *tail), n)
             samples = np.flatnonzero(~ok)
             if samples.size:  # some tapes were full: rerun those samples with room for more
                 capacity = 4 * np.asarray(capacity)

@@ -34,7 +34,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from asyncsnn.engines.kernels.numba_cpu import (
     DECISION,
@@ -87,6 +89,26 @@ def new_tape(batch: int, capacity, dtype=np.float64) -> tuple[np.ndarray, ...]:
         np.empty((batch, n_held), dtype=np.int32),
         np.empty((batch, n_out, 3), dtype=np.int32),
     )
+
+
+@intrinsic
+def claim(typingctx, counter):
+    """Atomically add 1 to ``counter[0]`` (an int64 array shared by threads) and return its old value: the
+    next sample for the calling thread. Threads take samples as they finish the previous one, so a core that
+    runs slower for a while (a busy neighbour on a VM) does fewer, instead of holding up the whole batch as a
+    fixed split of the samples would. A sample's forward pass writes only its own outputs and tape, so the
+    results do not depend on which thread ran it."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        first = cgutils.get_item_pointer(context, builder, array_type, array, [zero])
+        return builder.atomic_rmw("add", first, context.get_constant(types.int64, 1), "seq_cst")
+
+    return types.int64(counter), codegen
 
 
 @njit(cache=True, inline="always")
@@ -543,7 +565,7 @@ def forward_sample(
 
 @njit(cache=True, nogil=True)
 def forward_chunk(
-    samples, first, step, T, n_layers, neu_off, src_off,
+    samples, counter, T, n_layers, neu_off, src_off,
     beta, thr, bias, reset_zero,
     csr_ptr, csr_tgt, csr_w, fan_out, dense_src,
     ev_ptr, ev_idx, ev_amp,
@@ -552,9 +574,13 @@ def forward_chunk(
     out, v_final, spikes, synops, input_events, rec,
     ops, ev_i, ev_u, it_i, it_amp, held, held_t, outs, lengths, ok,
 ):  # fmt: skip
-    """:func:`forward_sample` for ``samples[first::step]`` (one thread's share, in one call); ``ok[b]`` says
-    whether sample ``b``'s tape fit."""
-    for i in range(first, samples.shape[0], step):
+    """:func:`forward_sample` for the ``samples`` this thread claims (:func:`claim` on the
+    threads' shared ``counter``: one at a time, as it finishes the previous one); ``ok[b]`` says whether
+    sample ``b``'s tape fit."""
+    while True:
+        i = claim(counter)
+        if i >= samples.shape[0]:
+            break
         b = samples[i]
         ok[b] = forward_sample(
             b, T, n_layers, neu_off, src_off,
