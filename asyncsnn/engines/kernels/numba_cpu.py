@@ -139,13 +139,22 @@ def add_rows(current, base, n, csr_ptr, csr_w, sel_gid, sel_amp, c0, c1):
         a0, a1, a2, a3 = sel_amp[e], sel_amp[e + 1], sel_amp[e + 2], sel_amp[e + 3]
         k0, k1 = np.uint64(csr_ptr[sel_gid[e]]), np.uint64(csr_ptr[sel_gid[e + 1]])
         k2, k3 = np.uint64(csr_ptr[sel_gid[e + 2]]), np.uint64(csr_ptr[sel_gid[e + 3]])
-        for j in range(un):
-            x = current[ub + j]
-            x += csr_w[k0 + j] * a0
-            x += csr_w[k1 + j] * a1
-            x += csr_w[k2 + j] * a2
-            x += csr_w[k3 + j] * a3
-            current[ub + j] = x
+        if a0 == 1.0 and a1 == 1.0 and a2 == 1.0 and a3 == 1.0:  # single events: w * 1 is w exactly
+            for j in range(un):
+                x = current[ub + j]
+                x += csr_w[k0 + j]
+                x += csr_w[k1 + j]
+                x += csr_w[k2 + j]
+                x += csr_w[k3 + j]
+                current[ub + j] = x
+        else:
+            for j in range(un):
+                x = current[ub + j]
+                x += csr_w[k0 + j] * a0
+                x += csr_w[k1 + j] * a1
+                x += csr_w[k2 + j] * a2
+                x += csr_w[k3 + j] * a3
+                current[ub + j] = x
         e += 4
     while e < c1:
         a0, k0 = sel_amp[e], np.uint64(csr_ptr[sel_gid[e]])
