@@ -269,10 +269,11 @@ def _records_from_kernel(spikes, synops, input_events, rec, dtype, device=None) 
     )
     L = spikes.shape[1]
     # rows: input events, spikes and SynOps per layer, micro-steps and the event counts, in the run's dtype
-    # (cast by numpy: one operation less), and the five latency records (float64, NaN where never)
+    # (float32 cast by numpy: one operation less; others from float64), and the five latency records (float64,
+    # NaN where never)
     counts = np.concatenate(
         [input_events[None], spikes.T, synops.T, rec.T[[0, 6, 7, 8, 9]]],
-        dtype=np.float64 if dtype == torch.float64 else np.float32,
+        dtype=np.float32 if dtype == torch.float32 else np.float64,
     )
     counts = torch.from_numpy(counts).to(device=device, dtype=dtype).unbind(0)
     latencies = torch.from_numpy(np.ascontiguousarray(rec.T[1:6])).to(device).unbind(0)
