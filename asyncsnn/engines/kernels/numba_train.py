@@ -464,17 +464,16 @@ def forward_sample(
                         if not (holding and refractory_j):
                             v[j] += current[j]
                         current[j] = 0.0
-                        if dense:  # F_TOUCHED and F_REAL are never set
+                        if dense:  # only an empty input frame (R2): _evaluate_dense takes the others
                             reached = False
-                            real = has_real
+                            real = False
                         else:
                             reached = (f & F_TOUCHED) != 0
                             real = (f & F_REAL) != 0
                             f &= ~(F_TOUCHED | F_REAL)
                             flags[j] = f
-                        if ending:
-                            evaluated = (f & F_EVALUATED) != 0
-                            kind = GRAD_ONLY if ((rides > 0 if dense else reached) or not evaluated) else -1
+                        if ending:  # (sparse blocks only)
+                            kind = GRAD_ONLY if (reached or not f & F_EVALUATED) else -1
                         elif real:
                             free = not refractory_j
                             if not free and dropout > 0:
