@@ -25,10 +25,10 @@ from asyncsnn.engines.keys import MODULUS, SALT_KEY, hash_int
 SCHED_RANDOM, SCHED_MOMENTUM, SCHED_FIFO, SCHED_LAYER = 0, 1, 2, 3
 
 # Per-sample scalar state, kept in a float64 array so helpers can update it.
-STEP, FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR, HIDDEN, EMITTED, DELIVERED, DROPPED, N_PEND = range(
-    11
-)
-N_STATE = 11
+# N_DEEP: pending events whose source does not drive the output layer (none left: a frame's tail, see _run_sample)
+STEP, FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR, HIDDEN, EMITTED, DELIVERED, DROPPED = range(10)
+N_PEND, N_DEEP = 10, 11
+N_STATE = 12
 
 _hash = njit(cache=True)(hash_int)
 
@@ -46,13 +46,15 @@ def _key(sched_kind, seed, sample, step, layer, neuron, membrane):
 
 
 @njit(cache=True, inline="always")
-def _enqueue(st, p_gid, p_key, p_amp, slot_of, gid, amp, key):
-    """Add an event of amplitude ``amp``; a source already pending keeps its slot (and key)."""
+def _enqueue(st, p_gid, p_key, p_amp, slot_of, gid, amp, key, tail_lo):
+    """Add an event of amplitude ``amp``; a source already pending keeps its slot (and key). Sources below
+    ``tail_lo`` do not drive the output layer (counted in ``st[N_DEEP]``)."""
     st[EMITTED] += amp
     q = slot_of[gid]
     if q >= 0:
         p_amp[q] += amp
         return
+    st[N_DEEP] += gid < tail_lo
     n = int(st[N_PEND])
     slot_of[gid] = n
     p_gid[n] = gid
@@ -67,6 +69,42 @@ def _drop_all(st, p_gid, p_amp, slot_of):
         st[DROPPED] += p_amp[q]
         slot_of[p_gid[q]] = -1
     st[N_PEND] = 0
+    st[N_DEEP] = 0
+
+
+@njit(cache=True, _nrt=False)
+def _take(p_gid, p_amp, slots, c0, c1, sel_gid, sel_amp):
+    """The events of ``slots[c0:c1]`` into ``sel_gid[c0:c1]`` / ``sel_amp`` sorted by gid, the order a round
+    delivers them in (sources in order, neurons in order). Insertion: they mostly come in that order."""
+    for c in range(c0, c1):
+        g, a = p_gid[slots[c]], p_amp[slots[c]]
+        d = c - 1
+        while d >= c0 and sel_gid[d] > g:
+            sel_gid[d + 1] = sel_gid[d]
+            sel_amp[d + 1] = sel_amp[d]
+            d -= 1
+        sel_gid[d + 1] = g
+        sel_amp[d + 1] = a
+
+
+@njit(cache=True, _nrt=False)
+def _remove(st, p_gid, p_key, p_amp, slot_of, sel_gid, n_sel, tail_lo):
+    """The pending events of sources ``sel_gid[:n_sel]`` leave the queue (each swapped with the last slot)."""
+    if n_sel == int(st[N_PEND]):  # all of them
+        for c in range(n_sel):
+            slot_of[sel_gid[c]] = -1
+        st[N_PEND] = 0
+        st[N_DEEP] = 0
+        return
+    for c in range(n_sel):
+        q = slot_of[sel_gid[c]]
+        last = int(st[N_PEND]) - 1
+        if q != last:
+            p_gid[q], p_key[q], p_amp[q] = p_gid[last], p_key[last], p_amp[last]
+            slot_of[p_gid[q]] = q
+        slot_of[sel_gid[c]] = -1
+        st[N_PEND] = last
+        st[N_DEEP] -= sel_gid[c] < tail_lo
 
 
 @njit(cache=True, inline="always")
@@ -94,6 +132,18 @@ def _select_lowest(p_key, p_gid, n_pend, group_size, chosen):
                 best, key, gid = r, p_key[q], p_gid[q]
         chosen[i], chosen[best] = chosen[best], chosen[i]
     return group_size
+
+
+@njit(cache=True, _nrt=False)
+def _rank_all(p_key, p_gid, n_pend, order):
+    """``order[:n_pend]``: every pending slot, by (key, gid). Each slot's rank is counted without branches:
+    with random keys the branches of a comparison sort would mostly mispredict."""
+    for q in range(n_pend):
+        k, g = p_key[q], p_gid[q]
+        rank = 0
+        for r in range(n_pend):
+            rank += (p_key[r] < k) | ((p_key[r] == k) & (p_gid[r] < g))
+        order[rank] = q
 
 
 @njit(cache=True)
@@ -164,6 +214,23 @@ def add_rows(current, base, n, csr_ptr, csr_w, sel_gid, sel_amp, c0, c1):
 
 
 @njit(cache=True, _nrt=False)
+def _over_threshold(v, refr, thr, ub, un, refractory, can_fire, fired):
+    """List in ``fired`` the neurons ``ub .. ub + un - 1`` that fire (over threshold, not refractory, and
+    ``can_fire``); returns their number."""
+    m = 0
+    # without branches (``&``, not ``and``): each neuron is written at the end of the list, which grows if it fires
+    if can_fire and refractory:
+        for j in range(un):
+            fired[m] = np.int64(ub + j)
+            m += (v[ub + j] > thr[ub + j]) & (not refr[ub + j])
+    elif can_fire:
+        for j in range(un):
+            fired[m] = np.int64(ub + j)
+            m += v[ub + j] > thr[ub + j]
+    return m
+
+
+@njit(cache=True, _nrt=False)
 def _deliver_dense(
     v, current, refr, thr, csr_ptr, csr_w, sel_gid, sel_amp, c0, c1, base, n, refractory, hold, can_fire, fired
 ):  # fmt: skip
@@ -183,17 +250,23 @@ def _deliver_dense(
         for j in range(un):
             v[ub + j] += current[ub + j]
             current[ub + j] = 0.0
-    m = 0
-    # without branches (``&``, not ``and``): each neuron is written at the end of the list, which grows if it fires
-    if can_fire and refractory:
+    return _over_threshold(v, refr, thr, ub, un, refractory, can_fire, fired)
+
+
+@njit(cache=True, _nrt=False)
+def _deliver_row(v, current, refr, thr, csr_w, k, a, base, n, refractory, hold, can_fire, fired):
+    """:func:`_deliver_dense` for one event (weight row at ``k``, amplitude ``a``), without the round trip
+    through ``current`` (which would hold ``0 + w * a``: the sum keeps that ``0 +``, for the sign of a zero)."""
+    ub, un, uk = np.uint64(base), np.uint64(n), np.uint64(k)
+    zero = current[ub]  # 0 between deliveries
+    if refractory and hold:
         for j in range(un):
-            fired[m] = np.int64(ub + j)
-            m += (v[ub + j] > thr[ub + j]) & (not refr[ub + j])
-    elif can_fire:
+            x = zero + csr_w[uk + j] * a
+            v[ub + j] = v[ub + j] if refr[ub + j] else v[ub + j] + x
+    else:
         for j in range(un):
-            fired[m] = np.int64(ub + j)
-            m += v[ub + j] > thr[ub + j]
-    return m
+            v[ub + j] += zero + csr_w[uk + j] * a
+    return _over_threshold(v, refr, thr, ub, un, refractory, can_fire, fired)
 
 
 @njit(cache=True)
@@ -211,8 +284,16 @@ def _run_sample(
 
     Every frame runs *rounds*: round 0 delivers the whole input frame (prioritized) or queues its events
     (scheduled); every later round is a micro-step. A round's events are delivered in one block of code,
-    source by source, each followed by the evaluation of the neurons it reached. Helpers with array arguments
-    stay out of the per-neuron loops: even inlined, such a call updates every array's reference count.
+    source by source, each followed by the evaluation of the neurons it reached.
+
+    A frame's *tail*: once every pending event drives the output layer (a dense block), nothing can join the
+    queue before the frame ends (output spikes queue nothing). The remaining micro-steps then deliver the
+    pending events in (key, gid) order, ``group_size`` at a time, so one ranking replaces the per-step
+    selection and queue updates, and a step is the output layer's update alone; the sums are the same, in the
+    same order. With two layers and prioritized input that is every micro-step.
+
+    Helpers with array arguments stay out of the per-neuron loops and out of calls made once per frame: even
+    inlined, such a call may update every array's reference count (atomically, on lines all threads share).
     """
     N = v_init.shape[1]
     record = spike_train.shape[0] > 0  # an empty array: spike trains not requested
@@ -237,6 +318,8 @@ def _run_sample(
     st = _new_state()
     active = True
     label = labels[b]
+    tail_lo = src_off[out_layer]  # sources from here on drive the output layer
+    tail_base, tail_n = neu_off[out_layer], neu_off[n_layers] - neu_off[out_layer]
     for t in range(T):
         if not active:
             break
@@ -246,6 +329,7 @@ def _run_sample(
         counts[:] = 0.0
         layer_count[:] = 0.0
         steps_in_frame = 0
+        step0 = st[STEP]
         rnd = -1
         while True:
             rnd += 1
@@ -265,7 +349,7 @@ def _run_sample(
                 else:
                     for e in range(e0, e1):
                         key = _key(sched_kind, seed, sample_id, int(st[STEP]), -1, ev_idx[e], ev_amp[e])
-                        _enqueue(st, p_gid, p_key, p_amp, slot_of, ev_idx[e], ev_amp[e], key)
+                        _enqueue(st, p_gid, p_key, p_amp, slot_of, ev_idx[e], ev_amp[e], key, tail_lo)
             else:
                 n_pend = int(st[N_PEND])
                 if not active:
@@ -277,26 +361,63 @@ def _run_sample(
                     if not carry_over:
                         _drop_all(st, p_gid, p_amp, slot_of)
                     break
-                n_sel = _select_lowest(p_key, p_gid, n_pend, group_size, chosen)
-                for c in range(n_sel):  # insertion sort by gid: sources in order, neurons in order
-                    g, a = p_gid[chosen[c]], p_amp[chosen[c]]
-                    d = c - 1
-                    while d >= 0 and sel_gid[d] > g:
-                        sel_gid[d + 1] = sel_gid[d]
-                        sel_amp[d + 1] = sel_amp[d]
-                        d -= 1
-                    sel_gid[d + 1] = g
-                    sel_amp[d + 1] = a
-                for c in range(n_sel):  # the selected events leave the queue (swap with the last slot)
-                    q = slot_of[sel_gid[c]]
-                    last = int(st[N_PEND]) - 1
-                    if q != last:
-                        p_gid[q], p_key[q], p_amp[q] = p_gid[last], p_key[last], p_amp[last]
-                        slot_of[p_gid[q]] = q
-                    slot_of[sel_gid[c]] = -1
-                    st[N_PEND] = last
-                st[STEP] += 1.0
-                steps_in_frame += 1
+                if dense_src[out_layer] and st[N_DEEP] == 0:  # the frame's tail (see above), in one go
+                    if n_pend <= group_size:  # one step takes them all
+                        for q in range(n_pend):
+                            chosen[q] = q
+                    else:
+                        _rank_all(p_key, p_gid, n_pend, chosen)
+                    n_ev = n_pend if max_steps < 0 else min(n_pend, (max_steps - steps_in_frame) * group_size)
+                    lc = layer_count[out_layer]
+                    delivered, syn = 0.0, 0.0
+                    e1 = 0
+                    while e1 < n_ev:  # micro-steps
+                        e0, e1 = e1, min(e1 + group_size, n_ev)
+                        _take(p_gid, p_amp, chosen, e0, e1, sel_gid, sel_amp)
+                        for c in range(e0, e1):
+                            lc += sel_amp[c]
+                            delivered += sel_amp[c]
+                            syn += sel_amp[c] * fan_out[sel_gid[c]]
+                        st[STEP] += 1.0
+                        if e1 - e0 == 1:
+                            m = _deliver_row(
+                                v, current, refr, thr, csr_w, csr_ptr[sel_gid[e0]], sel_amp[e0], tail_base, tail_n,
+                                refractory, hold, lc >= sync_threshold, fired,
+                            )  # fmt: skip
+                        else:
+                            m = _deliver_dense(
+                                v, current, refr, thr, csr_ptr, csr_w, sel_gid, sel_amp, e0, e1, tail_base, tail_n,
+                                refractory, hold, lc >= sync_threshold, fired,
+                            )  # fmt: skip
+                        for q in range(m):  # output spikes (as below, for s = out_layer)
+                            j = fired[q]
+                            v[j] = 0.0 if reset_zero[out_layer] else v[j] - thr[j]
+                            refr[j] = True
+                            if record:
+                                spike_train[t, b, j] += 1.0
+                            out[t, b, j - tail_base] += 1.0
+                            if np.isnan(st[FIRST_OUT]):
+                                st[FIRST_OUT] = st[STEP]
+                                st[SPK_OUT] = st[HIDDEN]
+                            if j - tail_base == label and np.isnan(st[FIRST_COR]):
+                                st[FIRST_COR] = st[STEP]
+                                st[SPK_COR] = st[HIDDEN]
+                        spikes[b, out_layer] += m
+                        if stop_after >= 0 and st[STEP] >= st[FIRST_OUT] + stop_after:  # False while NaN
+                            n_ev = e1  # the stop rule ends the sample here (below)
+                    layer_count[out_layer] = lc
+                    st[DELIVERED] += delivered
+                    synops[b, out_layer] += syn
+                    if out_layer == 0:
+                        input_events[b] += delivered
+                    _remove(st, p_gid, p_key, p_amp, slot_of, sel_gid, n_ev, tail_lo)
+                    steps_in_frame = int(st[STEP] - step0)
+                else:
+                    n_sel = _select_lowest(p_key, p_gid, n_pend, group_size, chosen)
+                    _take(p_gid, p_amp, chosen, 0, n_sel, sel_gid, sel_amp)
+                    _remove(st, p_gid, p_key, p_amp, slot_of, sel_gid, n_sel, tail_lo)
+                    st[STEP] += 1.0
+                    steps_in_frame += 1
             # ---- deliver the round's events, one source after the other ----------------------------
             c = 0
             while c < n_sel:
@@ -362,7 +483,7 @@ def _run_sample(
                     else:
                         st[HIDDEN] += 1.0
                         key = _key(sched_kind, seed, sample_id, int(st[STEP]), s, jj, u)
-                        _enqueue(st, p_gid, p_key, p_amp, slot_of, src_off[s + 1] + jj, 1.0, key)
+                        _enqueue(st, p_gid, p_key, p_amp, slot_of, src_off[s + 1] + jj, 1.0, key, tail_lo)
             if stop_after >= 0 and not np.isnan(st[FIRST_OUT]) and st[STEP] >= st[FIRST_OUT] + stop_after:
                 if active:
                     st[DECISION] = st[STEP]
