@@ -38,6 +38,7 @@ from asyncsnn import Network
 from asyncsnn.engines import async_, sync
 from asyncsnn.engines.async_config import AsyncConfig
 from asyncsnn.engines.events import SparseFrames
+from asyncsnn.training.trainer import make_optimizer
 
 
 def workload(hidden: int = 200, silent_extra: int = 0, seed: int = 0, pkg=asyncsnn) -> Network:
@@ -190,7 +191,7 @@ def main() -> None:
     print("\ntraining step through the schedule (forward + backward + Adam), random scheduler:")
     if cuda:
         print("  (on CUDA the compiled training kernel runs on the host: parameters and gradients move)")
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    opt = make_optimizer(net.parameters(), 1e-4)  # as asyncsnn train: fused Adam
     labels = torch.randint(0, 10, (B,), generator=g).to(args.device)
     trains_with = "auto" if args.backend == "triton" else args.backend  # the Triton kernel does not train
     runs = [(1, trains_with, args.repeats), (8, trains_with, args.repeats), (1, "reference", 1)]

@@ -48,6 +48,16 @@ METRICS = "metrics.json"
 _EVAL_STREAM = 7_919  # offsets keep the evaluation stream apart from the training streams
 
 
+def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
+    """Adam, fused where PyTorch has a fused kernel for the parameters: one pass over each tensor instead of
+    several (on 2 CPU cores, 0.51 instead of 0.86 ms a step for the engine benchmark's 464 k weights)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
+        return torch.optim.Adam(params, lr=lr)
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator for shuffling and encoding in ``epoch`` (1-based) of a run with ``seed``."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -347,7 +357,7 @@ def train(
     out_dir = Path(config.out)
     exp = prepared if prepared is not None else prepare(config)
     exp.network.to(device)  # before the optimizer is made: it keeps its state beside the parameters
-    optimizer = torch.optim.Adam(exp.network.parameters(), lr=config.lr)
+    optimizer = make_optimizer(exp.network.parameters(), config.lr)
     history: list[dict[str, Any]] = []
     start_epoch = 1
     ckpt_path = out_dir / CHECKPOINT

@@ -8,7 +8,7 @@ import torch
 from asyncsnn.config import TrainConfig
 from asyncsnn.errors import AsyncSNNError, ConfigError
 from asyncsnn.training.checkpoint import load_checkpoint
-from asyncsnn.training.trainer import CHECKPOINT, METRICS, network_from_checkpoint, train
+from asyncsnn.training.trainer import CHECKPOINT, METRICS, make_optimizer, network_from_checkpoint, train
 
 TINY = dict(
     dataset="builtin",
@@ -107,3 +107,17 @@ def test_empty_dataset_is_rejected():
             10,
             tuple("0123456789"),
         )
+
+
+def test_optimizer_is_fused_adam_with_plain_adams_steps():
+    w = torch.randn(30, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    fused_w, plain_w = torch.nn.Parameter(w.clone()), torch.nn.Parameter(w.clone())
+    fused, plain = make_optimizer([fused_w], 1e-2), torch.optim.Adam([plain_w], lr=1e-2)
+    assert fused.defaults["fused"]
+    for step in range(5):
+        g = torch.randn(30, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(step + 1))
+        fused_w.grad, plain_w.grad = g.clone(), g.clone()
+        fused.step()
+        plain.step()
+    assert not torch.equal(fused_w, w)
+    torch.testing.assert_close(fused_w, plain_w, rtol=1e-12, atol=1e-12)
