@@ -30,7 +30,7 @@ STEP, FIRST_OUT, FIRST_COR, DECISION, SPK_OUT, SPK_COR, HIDDEN, EMITTED, DELIVER
 N_PEND, N_DEEP = 10, 11
 N_STATE = 12
 
-_hash = njit(cache=True)(hash_int)
+_hash = njit(cache=True, inline="always")(hash_int)  # inlined: a call per spike costs more than the hash
 
 
 @njit(cache=True, inline="always")
