@@ -266,7 +266,14 @@ def _deliver_row(v, current, refr, thr, csr_w, k, a, base, n, refractory, hold, 
     else:
         for j in range(un):
             v[ub + j] += zero + csr_w[uk + j] * a
-    return _over_threshold(v, refr, thr, ub, un, refractory, can_fire, fired)
+    hit = False  # a step seldom makes an output neuron fire: a vectorised test first, then the list if any
+    if can_fire and refractory:
+        for j in range(un):
+            hit |= (v[ub + j] > thr[ub + j]) & (not refr[ub + j])
+    elif can_fire:
+        for j in range(un):
+            hit |= v[ub + j] > thr[ub + j]
+    return _over_threshold(v, refr, thr, ub, un, refractory, can_fire, fired) if hit else 0
 
 
 @njit(cache=True)
