@@ -4,10 +4,11 @@ FC 2312 -> 200 LIF -> 10 LIF, no bias, xavier init, Bernoulli input (2 % density
 dt / tau = 10 (dt = 1 ms, tau = 0.1 ms), threshold 0.3, batch 32 (CPU). For F in 1, 8, 64 and the random and
 momentum schedulers it prints milliseconds per batch (median), samples/s, micro-steps/s, spikes per sample
 and peak memory of the call, and the ratio to our layer-synchronous engine run in the same process (and one
-call with dense frames, converted to event lists inside the call, as a caller with dense tensors sees). Then
-it doubles the hidden layer at a fixed spike count (the extra neurons never fire) to show that the cost
-follows delivered events x fan-out, and times a training step on the compiled path and on the reference
-engine.
+call with dense frames, converted to event lists inside the call, as a caller with dense tensors sees). The
+table's six settings and the layer-synchronous engine take turns call by call (so do the training steps),
+so that a slow second of a shared machine hits them alike. Then it doubles the hidden layer at a fixed spike
+count (the extra neurons never fire) to show that the cost follows delivered events x fan-out, and times a
+training step on the compiled path and on the reference engine.
 
     pip install -e '.[fast]'
     python benchmarks/async_engine.py [--batch 32] [--repeats 20] [--backend auto|numba|triton|reference]
@@ -27,11 +28,13 @@ import asyncsnn  # before torch, as in the CLI: it picks passive OpenMP waiting 
 
 # isort: on
 import argparse
+import functools
 import os
 import tracemalloc
 
 import torch
 from common import timed as timed_on  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import timed_together  # noqa: E402
 from torch import nn
 
 from asyncsnn import Network
@@ -115,32 +118,36 @@ def main() -> None:
         return (torch.cuda.max_memory_allocated() - before) / 2**20
 
     def inference() -> None:
-        with torch.no_grad():
-            t_sync = timed(lambda: sync.run(net, x), args.repeats)
-        print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch")
         if not cuda:
             t_convert = timed(lambda: SparseFrames.from_dense(x), args.repeats)
             t_torch = timed(lambda: SparseFrames.from_dense(x, compiled=False), args.repeats)
             print(f"dense frames -> event lists (not in the timings below): {1e3 * t_convert:.2f} ms / batch "
                   f"(PyTorch's nonzero: {1e3 * t_torch:.2f} ms)")  # fmt: skip
+        settings = [(F, scheduler) for F in (1, 8, 64) for scheduler in ("random", "momentum")]
+
+        def engine_call(cfg=None):
+            with torch.no_grad():
+                if cfg is None:
+                    return sync.run(net, x)
+                return async_.run(net, events, cfg, backend=args.backend)
+
+        calls = [engine_call] + [
+            functools.partial(engine_call, AsyncConfig(group_size=F, scheduler=scheduler))
+            for F, scheduler in settings
+        ]
+        # the layer-synchronous engine and the six settings take turns, call by call
+        t_sync, *times = timed_together(calls, args.repeats, cuda=cuda)
+        print(f"layer-synchronous engine: {1e3 * t_sync:.2f} ms / batch (calls alternate with the table's)")
         print()
         header = f"{'F':>3} {'scheduler':>9} {'ms/batch':>9} {'samples/s':>10} {'steps/s':>11} " \
                  f"{'spikes':>7} {'peak MB':>8} {'vs sync':>8}"  # fmt: skip
         print(header)
-        for F in (1, 8, 64):
-            for scheduler in ("random", "momentum"):
-                cfg = AsyncConfig(group_size=F, scheduler=scheduler)
-
-                def call(cfg=cfg):
-                    with torch.no_grad():
-                        return async_.run(net, events, cfg, backend=args.backend)
-
-                r = call()
-                t = timed(call, args.repeats)
-                steps = float(r.records.micro_steps.sum())
-                print(f"{F:>3} {scheduler:>9} {1e3 * t:>9.2f} {B / t:>10.0f} {steps / t:>11.0f} "
-                      f"{float(r.records.total_spikes.mean()):>7.1f} {peak_memory_mb(call):>8.1f} "
-                      f"{t_sync / t:>7.2f}x")  # fmt: skip
+        for (F, scheduler), call, t in zip(settings, calls[1:], times):
+            r = call()
+            steps = float(r.records.micro_steps.sum())
+            print(f"{F:>3} {scheduler:>9} {1e3 * t:>9.2f} {B / t:>10.0f} {steps / t:>11.0f} "
+                  f"{float(r.records.total_spikes.mean()):>7.1f} {peak_memory_mb(call):>8.1f} "
+                  f"{t_sync / t:>7.2f}x")  # fmt: skip
 
         if not cuda:  # what a caller with dense frames sees: the conversion to event lists inside the call
             cfg = AsyncConfig(group_size=1, scheduler="random")
@@ -194,29 +201,26 @@ def main() -> None:
     opt = make_optimizer(net.parameters(), 1e-4)  # as asyncsnn train: fused Adam
     labels = torch.randint(0, 10, (B,), generator=g).to(args.device)
     trains_with = "auto" if args.backend == "triton" else args.backend  # the Triton kernel does not train
-    runs = [(1, trains_with, args.repeats), (8, trains_with, args.repeats), (1, "reference", 1)]
-    for F, backend, repeats in runs[:2] if args.only == "training" else runs:
-        cfg = AsyncConfig(group_size=F, scheduler="random")
 
-        def step(cfg=cfg, backend=backend):
-            out = async_.run(net, events, cfg, backend=backend).output
-            loss = nn.functional.cross_entropy(out.sum(0), labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        name = "compiled" if backend != "reference" else "reference"
-        print(f"  F = {F}, {name:9s}: {1e3 * timed(step, repeats):.1f} ms / batch")
-
-    def sync_step():
-        loss = nn.functional.cross_entropy(sync.run(net, x).output.sum(0), labels)
+    def step(cfg=None, backend=trains_with):
+        out = (sync.run(net, x) if cfg is None else async_.run(net, events, cfg, backend=backend)).output
+        loss = nn.functional.cross_entropy(out.sum(0), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    print(
-        f"  layer-synchronous engine, for comparison: {1e3 * timed(sync_step, args.repeats):.1f} ms / batch"
+    # the compiled steps at F = 1 and 8 and the layer-synchronous step take turns, call by call
+    t1, t8, t_sync = timed_together(
+        [functools.partial(step, AsyncConfig(group_size=F, scheduler="random")) for F in (1, 8)] + [step],
+        args.repeats,
+        cuda=cuda,
     )
+    print(f"  F = 1, compiled : {1e3 * t1:.1f} ms / batch")
+    print(f"  F = 8, compiled : {1e3 * t8:.1f} ms / batch")
+    if args.only != "training":
+        t_ref = timed(functools.partial(step, AsyncConfig(group_size=1, scheduler="random"), "reference"), 1)
+        print(f"  F = 1, reference: {1e3 * t_ref:.1f} ms / batch")
+    print(f"  layer-synchronous engine, for comparison: {1e3 * t_sync:.1f} ms / batch")
 
 
 if __name__ == "__main__":
